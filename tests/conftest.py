@@ -1,0 +1,88 @@
+"""The backend matrix: every behavioural test runs once per backend.
+
+The ``backend`` fixture yields a :class:`Case` with the namespace ``xp``, the
+device and helpers to make arrays there. Ids are the backend names:
+
+``numpy``, ``array_api_strict``, ``array_api_strict-device1`` (a second,
+simulated device: an array created without ``device=`` lands on the default
+device and the next operation with ours fails, so a forgotten ``device=`` shows
+up on a CPU-only machine), ``torch`` (CUDA when present, else CPU), ``jax``,
+``cupy``. A backend that is not installed or not usable (CuPy without a GPU) is
+skipped with the reason, visibly, in the ``-ra`` summary.
+
+JAX computes in float32 unless x64 is enabled; the fixture enables it, so that
+the float64 tests are really float64 (float32 arrays stay float32 either way:
+every array here is made with an explicit dtype).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xpmlp import backends
+
+BACKEND_IDS = ["numpy", "array_api_strict", "array_api_strict-device1", "torch", "jax", "cupy"]
+
+
+@dataclasses.dataclass
+class Case:
+    """One backend of the matrix."""
+
+    id: str
+    name: str  #: the xpmlp backend name
+    xp: Any
+    device: Any
+
+    def asarray(self, a, dtype: str | None = "float64"):
+        """A copy of a NumPy array (or nested list) on this backend and device."""
+        host = np.asarray(a) if dtype is None else np.asarray(a, dtype=dtype)
+        return backends.to_backend(host, self.xp, self.device)
+
+    def to_numpy(self, x) -> np.ndarray:
+        return backends.to_numpy(x)
+
+    def mlp(self, *args, **kwargs):
+        """An :class:`xpmlp.MLP` on this backend and device."""
+        import xpmlp
+
+        return xpmlp.MLP(*args, backend=self.name, device=self.device, **kwargs)
+
+
+def _case(backend_id: str) -> Case:
+    name, _, device_name = backend_id.partition("-")
+    usable, info, _ = backends._probe(name)
+    if not usable:
+        pytest.skip(f"backend {name} not usable here: {info}")
+    xp = backends.get_namespace(name)
+    if name == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    device = None
+    if device_name:
+        device = device_name
+    elif name == "torch":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Case(backend_id, name, xp, backends.resolve_device(xp, device))
+
+
+@pytest.fixture(params=BACKEND_IDS)
+def backend(request) -> Case:
+    """Each backend of the matrix in turn (skipped, with the reason, where unusable)."""
+    return _case(request.param)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)

@@ -1,0 +1,428 @@
+"""The network: parameters, forward propagation with its cache, backward propagation.
+
+Notation and layout are the seeds' (seed 000): layer ``l = 1..L`` has ``n[l]``
+units, the m examples are the columns, and::
+
+    X, A[l-1] : (n[l-1], m)     W[l] : (n[l], n[l-1])     b[l] : (n[l], 1)
+    Z[l], A[l], dZ[l], dA[l] : (n[l], m)
+
+forward  (l = 1..L)::
+
+    Z[l] = W[l] A[l-1] + b[l]          (b broadcast over the m columns)
+    A[l] = g[l](Z[l])                  A[0] = X
+
+backward (l = L..1), from the seed ``dA[L] = dJ/dA[L]`` given by the loss::
+
+    dZ[l]   = g[l].vjp(Z[l], A[l], dA[l])      (seed 000, eqs. 17-18)
+    dW[l]   = dZ[l] A[l-1]^T                   (eq. 15)
+    db[l]   = sum over the examples of dZ[l]   (eq. 16: axis 1, an (n[l], 1) column)
+    dA[l-1] = W[l]^T dZ[l]                     (eq. 22)
+
+The 1/m of the mean cost is inside the seed, so no line here scales by it.
+Everything is written against the Array API namespace ``xp`` of the arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import array_api_compat
+import numpy as np
+
+from . import backends
+from .activations import Activation, get_activation
+from .losses import Loss, get_loss
+
+__all__ = ["MLP", "LayerCache", "glorot_or_he"]
+
+_DTYPES = ("float32", "float64")
+
+
+class LayerCache(NamedTuple):
+    """What the forward pass keeps of layer ``l`` for the backward pass."""
+
+    A_prev: Any  #: (n[l-1], m), the layer's input
+    Z: Any  #: (n[l], m), the pre-activation W A_prev + b
+    A: Any  #: (n[l], m), the activation g(Z)
+
+
+def glorot_or_he(n_in: int, n_out: int, activation: Activation, rng: np.random.Generator) -> np.ndarray:
+    """Initial ``W: (n_out, n_in)`` in float64 on the host.
+
+    He (normal, std ``sqrt(2 / n_in)``) for ReLU-like activations (relu,
+    leaky_relu, elu, gelu, silu), which keep half the variance; Glorot
+    (uniform on ``+-sqrt(6 / (n_in + n_out))``) for the others.
+    """
+    if activation.relu_like:
+        return rng.standard_normal((n_out, n_in)) * math.sqrt(2.0 / n_in)
+    limit = math.sqrt(6.0 / (n_in + n_out))
+    return rng.uniform(-limit, limit, (n_out, n_in))
+
+
+def _dtype_name(dtype) -> str:
+    name = dtype if isinstance(dtype, str) else str(np.dtype(getattr(dtype, "name", dtype)))
+    if name not in _DTYPES:
+        raise TypeError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+    return name
+
+
+class MLP:
+    """A fully connected feed-forward network in the seeds' column layout.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        ``[n0, n1, ..., nL]``: input features, hidden units, outputs.
+    activations : sequence of str or Activation
+        One per layer (``len(sizes) - 1``), e.g. ``["relu", "softmax"]``.
+    loss : str or Loss
+        ``"squared_error"``, ``"absolute_error"``, ``"binary_cross_entropy"``,
+        ``"cross_entropy"`` or a :class:`~xpmlp.losses.Loss`.
+    backend : str, optional
+        ``"numpy"``, ``"cupy"``, ``"torch"``, ``"jax"``, ``"array_api_strict"``.
+        ``None``: follow the arrays passed in (the parameters move to their
+        namespace and device on first use), starting on ``$XPMLP_BACKEND`` or numpy.
+    device : optional
+        A device of the backend (``"cuda:1"``, ``"cpu"``, a device object).
+    dtype : {"float32", "float64"}
+        Of the parameters and of every computation. Inputs are converted to it;
+        nothing is computed in another precision.
+    seed : int or numpy.random.Generator, optional
+        Initial weights are drawn on the host in float64 from this seed and then
+        cast and moved, so one seed gives the same network on every backend.
+
+    Examples
+    --------
+    >>> net = MLP([4, 8, 3], ["tanh", "softmax"], "cross_entropy", dtype="float64", seed=0)
+    >>> W1, b1 = net.params[0]; W1.shape, b1.shape
+    ((8, 4), (8, 1))
+    """
+
+    def __init__(self, sizes: Sequence[int], activations: Sequence[str | Activation],
+                 loss: str | Loss = "squared_error", *, backend: str | None = None,
+                 device: Any = None, dtype: str = "float32", seed: int | np.random.Generator | None = None):
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+            raise TypeError(f"sizes must be a sequence of layer widths like [4, 8, 3], got {sizes!r}")
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least an input and an output width, got {list(sizes)}")
+        for n in sizes:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"every layer width must be a positive integer, got {list(sizes)}")
+        if isinstance(activations, (str, Activation)) or not isinstance(activations, Sequence):
+            raise TypeError("activations must be a sequence with one activation per layer, "
+                            f"e.g. {['relu'] * (len(sizes) - 2) + ['softmax']}, got {activations!r}")
+        if len(activations) != len(sizes) - 1:
+            raise ValueError(f"sizes {list(sizes)} define {len(sizes) - 1} layers but {len(activations)} "
+                             f"activations were given ({list(activations)}); give one per layer")
+        self.sizes = [int(n) for n in sizes]
+        self.activations = [get_activation(a) for a in activations]
+        self.loss = get_loss(loss)
+        self.dtype_name = _dtype_name(dtype)
+        self.follows_arrays = backend is None
+        name = backends.default_backend() if backend is None else backend
+        xp = backends.get_namespace(name)
+        self._bind(xp, backends.resolve_device(xp, device))
+
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        host = []
+        for n_in, n_out, g in zip(self.sizes[:-1], self.sizes[1:], self.activations):
+            host.append((glorot_or_he(n_in, n_out, g, rng), np.zeros((n_out, 1))))
+        self._params = [(self._from_host(W), self._from_host(b)) for W, b in host]
+
+    # ------------------------------------------------------------------ backend
+    def _bind(self, xp, device) -> None:
+        """Make ``xp`` on ``device`` the network's namespace, checking that it has the dtype."""
+        supported = xp.__array_namespace_info__().dtypes(device=device, kind="real floating")
+        if self.dtype_name not in supported:
+            hint = ""
+            if backends.backend_name(xp) == "jax":
+                hint = ' (turn on jax.config.update("jax_enable_x64", True) first)'
+            raise TypeError(f"dtype {self.dtype_name} is not supported by backend "
+                            f"{backends.backend_name(xp)!r} on device {device}{hint}; "
+                            f"supported: {sorted(supported)}")
+        self.xp = xp
+        self.device = device
+        self.dtype = supported[self.dtype_name]
+
+    @property
+    def backend(self) -> str:
+        """The name of the backend the parameters live on."""
+        return backends.backend_name(self.xp)
+
+    def _from_host(self, a: np.ndarray):
+        return backends.to_backend(np.asarray(a, dtype=self.dtype_name), self.xp, self.device)
+
+    def to(self, backend: str, device: Any = None) -> "MLP":
+        """Move the parameters to another backend/device (in place); returns ``self``."""
+        xp = backends.get_namespace(backend) if isinstance(backend, str) else backend
+        dev = backends.resolve_device(xp, device)
+        self._bind(xp, dev)
+        self._params = [(self._from_host(backends.to_numpy(W)), self._from_host(backends.to_numpy(b)))
+                        for W, b in self._params]
+        return self
+
+    def _adopt(self, x, what: str):
+        """Check (or, if following the arrays, adopt) the namespace and device of ``x``."""
+        try:
+            xp = array_api_compat.array_namespace(x)
+        except TypeError:
+            raise TypeError(f"{what} must be an array (numpy, cupy, torch, jax, array_api_strict), "
+                            f"got {type(x).__name__}") from None
+        dev = array_api_compat.device(x)
+        if xp is self.xp and backends.same_device(dev, self.device):
+            return
+        if self.follows_arrays:
+            self.to(xp, dev)
+            return
+        if xp is not self.xp:
+            raise TypeError(f"{what} is a {backends.backend_name(xp)} array but this network's backend is "
+                            f"{self.backend!r}: move it with xpmlp.backends.to_backend({what}, {self.backend!r}), "
+                            f"or make the network with backend=None to follow the arrays")
+        raise ValueError(f"{what} is on device {dev} but this network's parameters are on {self.device}: "
+                         f"move it there, or call net.to({self.backend!r}, device) first")
+
+    # ------------------------------------------------------------- validation
+    def _check_input(self, X, what: str, rows: int, *, check_finite: bool):
+        """Validate ``X`` (or ``Y``) and return it in the network's dtype."""
+        self._adopt(X, what)
+        xp = self.xp
+        if X.ndim != 2:
+            raise ValueError(f"{what} must be 2-D ({rows}, m), one column per example; got shape {tuple(X.shape)}"
+                             + ("; for one example use X[:, None]" if X.ndim == 1 else ""))
+        if X.shape[0] != rows:
+            hint = " (is it transposed? xpmlp.MLP takes one column per example)" if X.shape[1] == rows else ""
+            raise ValueError(f"{what} has {X.shape[0]} rows but the network expects {rows}{hint}; "
+                             f"shape {tuple(X.shape)}")
+        if X.shape[1] == 0:
+            raise ValueError(f"{what} has no columns (no examples)")
+        if not xp.isdtype(X.dtype, "real floating"):
+            kind = "complex" if xp.isdtype(X.dtype, "complex floating") else "integer or boolean"
+            raise TypeError(f"{what} has {kind} dtype {X.dtype}; convert it to {self.dtype_name} first "
+                            f"(e.g. X.astype({self.dtype_name!r}))")
+        if X.dtype != self.dtype:
+            X = xp.astype(X, self.dtype)
+        if check_finite and not bool(xp.all(xp.isfinite(X))):
+            raise ValueError(f"{what} contains NaN or infinity")
+        return X
+
+    def _check_X(self, X, check_finite: bool = True):
+        return self._check_input(X, "X", self.sizes[0], check_finite=check_finite)
+
+    def _check_Y(self, Y, X, check_finite: bool = True):
+        Y = self._check_input(Y, "Y", self.sizes[-1], check_finite=check_finite)
+        if Y.shape[1] != X.shape[1]:
+            raise ValueError(f"Y has {Y.shape[1]} columns but X has {X.shape[1]}; one column per example in both")
+        return Y
+
+    # ------------------------------------------------------------ parameters
+    @property
+    def params(self) -> "ParamList":
+        """The ``[(W1, b1), ..., (WL, bL)]`` pairs. Assign a pair (``net.params[l] = (W, b)``)
+        or the whole list (``net.params = [...]``); shapes, dtype and backend are checked."""
+        return ParamList(self)
+
+    @params.setter
+    def params(self, pairs) -> None:
+        pairs = list(pairs)
+        if len(pairs) != self.n_layers:
+            raise ValueError(f"expected {self.n_layers} (W, b) pairs, got {len(pairs)}")
+        checked = [self._check_pair(l, pair) for l, pair in enumerate(pairs)]
+        self._params = checked
+
+    def _check_pair(self, l: int, pair):
+        try:
+            W, b = pair
+        except (TypeError, ValueError):
+            raise TypeError(f"layer {l + 1}: expected a (W, b) pair, got {type(pair).__name__}") from None
+        for name, arr, shape in (("W", W, (self.sizes[l + 1], self.sizes[l])), ("b", b, (self.sizes[l + 1], 1))):
+            what = f"layer {l + 1} {name}"
+            self._adopt(arr, what)
+            if tuple(arr.shape) != shape:
+                raise ValueError(f"{what} must have shape {shape}, got {tuple(arr.shape)}")
+            if arr.dtype != self.dtype:
+                raise TypeError(f"{what} has dtype {arr.dtype} but the network is {self.dtype_name}")
+        return W, b
+
+    @property
+    def n_layers(self) -> int:
+        """L, the number of layers with weights."""
+        return len(self.sizes) - 1
+
+    @property
+    def fused_output(self) -> bool:
+        """Whether the output activation is the loss's canonical link (dZ[L] = (A[L] - Y)/m)."""
+        return self.loss.fuses_with(self.activations[-1])
+
+    # ----------------------------------------------------------------- forward
+    def _forward(self, X, params):
+        """The forward recurrence; returns A[L] and the per-layer cache."""
+        xp = self.xp
+        cache = []
+        A = X
+        for (W, b), g in zip(params, self.activations):
+            A_prev = A
+            Z = W @ A_prev + b
+            A = g.forward(Z, xp=xp)
+            cache.append(LayerCache(A_prev, Z, A))
+        return A, cache
+
+    def forward(self, X, *, check_finite: bool = True):
+        """``A[L]`` for the columns of ``X: (n0, m)``; returns ``(nL, m)``."""
+        X = self._check_X(X, check_finite)
+        return self._forward(X, self._params)[0]
+
+    __call__ = forward
+
+    def forward_cache(self, X, *, check_finite: bool = True):
+        """``(A[L], cache)`` with ``cache[l] = LayerCache(A_prev, Z, A)`` for layers 1..L."""
+        X = self._check_X(X, check_finite)
+        return self._forward(X, self._params)
+
+    # ------------------------------------------------------------------- cost
+    def _cost(self, cache, Y):
+        xp = self.xp
+        if self.fused_output:
+            return self.loss.value_from_logits(cache[-1].Z, Y, xp=xp)
+        return self.loss.value(cache[-1].A, Y, xp=xp)
+
+    def cost(self, X, Y, *, check_finite: bool = True):
+        """The mean cost J over the m columns, as a 0-d array (no host sync)."""
+        X = self._check_X(X, check_finite)
+        Y = self._check_Y(Y, X, check_finite)
+        return self._cost(self._forward(X, self._params)[1], Y)
+
+    # ---------------------------------------------------------------- backward
+    def _backward(self, cache, dZ, params):
+        """The backward recurrence from the output layer's ``dZ[L]``; returns [(dW, db), ...]."""
+        xp = self.xp
+        grads = [None] * len(params)
+        for l in range(len(params) - 1, -1, -1):
+            A_prev = cache[l].A_prev
+            dW = dZ @ A_prev.T  # (15)
+            db = xp.sum(dZ, axis=1, keepdims=True)  # (16)
+            grads[l] = (dW, db)
+            if l > 0:
+                W = params[l][0]
+                dA_prev = W.T @ dZ  # (22)
+                below = cache[l - 1]
+                dZ = self.activations[l - 1].vjp(below.Z, below.A, dA_prev, xp=xp)  # (17-18)
+        return grads
+
+    def _output_dZ(self, cache, Y):
+        """The backward seed dZ[L]: fused (A - Y)/m, or the loss gradient through g[L]."""
+        xp = self.xp
+        top = cache[-1]
+        if self.fused_output:
+            # Canonical link: dJ/dZ = (A - Y)/m; the 1/A of the loss cancels the Jacobian.
+            return (top.A - Y) / Y.shape[1]
+        dA = self.loss.gradient(top.A, Y, xp=xp)
+        return self.activations[-1].vjp(top.Z, top.A, dA, xp=xp)
+
+    def backward(self, cache, dA):
+        """Gradients ``[(dW1, db1), ...]`` from the cache and a given seed ``dA[L] = dJ/dA[L]``.
+
+        ``dA`` must carry any 1/m you want; the output activation's VJP is applied to it.
+        """
+        self._adopt(dA, "dA")
+        top = cache[-1]
+        if tuple(dA.shape) != tuple(top.A.shape):
+            raise ValueError(f"dA must have the output's shape {tuple(top.A.shape)}, got {tuple(dA.shape)}")
+        if dA.dtype != self.dtype:
+            raise TypeError(f"dA has dtype {dA.dtype} but the network is {self.dtype_name}")
+        dZ = self.activations[-1].vjp(top.Z, top.A, dA, xp=self.xp)
+        return self._backward(cache, dZ, self._params)
+
+    def gradients(self, X, Y, *, check_finite: bool = True):
+        """``(J, [(dW1, db1), ..., (dWL, dbL)])``: the mean cost and its gradients.
+
+        ``J`` is a 0-d array of the backend (``float(J)`` to read it); each
+        ``dW[l]``, ``db[l]`` has the shape of ``W[l]``, ``b[l]``.
+        """
+        X = self._check_X(X, check_finite)
+        Y = self._check_Y(Y, X, check_finite)
+        return self._value_and_grad(X, Y, self._params)
+
+    def _value_and_grad(self, X, Y, params):
+        """Cost and gradients for validated X, Y at ``params`` (the training step's core)."""
+        _, cache = self._forward(X, params)
+        J = self._cost(cache, Y)
+        return J, self._backward(cache, self._output_dZ(cache, Y), params)
+
+    def trace(self, X, Y, *, check_finite: bool = True) -> list[dict[str, Any]]:
+        """Every intermediate of one forward and backward pass, per layer, for teaching.
+
+        Returns one dict per layer ``l = 1..L`` with keys ``A_prev, W, b, Z, A, dZ,
+        dW, db, dA_prev`` (``dA_prev`` of layer 1 is the gradient with respect to X).
+        """
+        X = self._check_X(X, check_finite)
+        Y = self._check_Y(Y, X, check_finite)
+        _, cache = self._forward(X, self._params)
+        dZ = self._output_dZ(cache, Y)
+        layers = [None] * self.n_layers
+        for l in range(self.n_layers - 1, -1, -1):
+            W, b = self._params[l]
+            dW = dZ @ cache[l].A_prev.T
+            db = self.xp.sum(dZ, axis=1, keepdims=True)
+            dA_prev = W.T @ dZ
+            layers[l] = dict(A_prev=cache[l].A_prev, W=W, b=b, Z=cache[l].Z, A=cache[l].A,
+                             dZ=dZ, dW=dW, db=db, dA_prev=dA_prev)
+            if l > 0:
+                dZ = self.activations[l - 1].vjp(cache[l - 1].Z, cache[l - 1].A, dA_prev, xp=self.xp)
+        return layers
+
+    # ---------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict:
+        """Pickle with host (NumPy) copies of the parameters and the backend by name.
+
+        A network trained on a GPU thus unpickles anywhere: where its backend or
+        device is missing, it lands on NumPy with a warning.
+        """
+        state = {k: v for k, v in self.__dict__.items() if k not in ("xp", "device", "dtype", "_params")}
+        state["_params"] = [(backends.to_numpy(W), backends.to_numpy(b)) for W, b in self._params]
+        state["backend_name"] = self.backend
+        state["device_name"] = backends.device_name(self.device)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        import warnings
+
+        state = dict(state)
+        host = state.pop("_params")
+        name, device = state.pop("backend_name"), state.pop("device_name")
+        self.__dict__.update(state)
+        try:
+            xp = backends.get_namespace(name)
+            self._bind(xp, backends.resolve_device(xp, device))
+        except Exception as exc:  # backend not installed, no GPU, float64 unsupported, ...
+            warnings.warn(f"this network was saved on backend {name!r} (device {device}), which is not usable "
+                          f"here ({exc}); loading it onto numpy", RuntimeWarning, stacklevel=2)
+            self._bind(backends.get_namespace("numpy"), "cpu")
+        self._params = [(self._from_host(W), self._from_host(b)) for W, b in host]
+
+    def __repr__(self) -> str:
+        acts = [a.name if not a.config() else repr(a) for a in self.activations]
+        return (f"MLP({self.sizes}, {acts}, {self.loss.name!r}, backend={self.backend!r}, "
+                f"device={backends.device_name(self.device)!r}, dtype={self.dtype_name!r})")
+
+
+class ParamList(Sequence):
+    """A live view of a network's ``(W, b)`` pairs; item assignment is validated."""
+
+    def __init__(self, net: MLP):
+        self._net = net
+
+    def __getitem__(self, l):
+        return self._net._params[l]
+
+    def __len__(self) -> int:
+        return len(self._net._params)
+
+    def __setitem__(self, l: int, pair) -> None:
+        index = range(len(self))[l]
+        W, b = self._net._check_pair(index, pair)
+        self._net._params[index] = (W, b)
+
+    def __repr__(self) -> str:
+        return repr(list(self))
