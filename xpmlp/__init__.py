@@ -9,6 +9,8 @@ from . import activations, backends, losses
 from .activations import Activation, Elementwise, get_activation, register_activation
 from .losses import Loss, get_loss, register_loss
 from .network import MLP, LayerCache
+from . import datasets
+from .io import ModelFileError, load, save
 
 __version__ = "0.1.0"
 

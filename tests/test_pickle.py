@@ -1,0 +1,87 @@
+"""Pickling: networks and estimators on any backend, and unpickling where that backend is missing."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import xpmlp
+from xpmlp import backends
+
+
+def _forward_host(net, X):
+    return backends.to_numpy(net.forward(backends.to_backend(X, net.xp, net.device)))
+
+
+def test_mlp_pickles_on_every_backend(backend, dtype, rng):
+    net = backend.mlp([4, 8, 3], ["gelu", "softmax"], "cross_entropy", dtype=dtype, seed=2)
+    X = rng.standard_normal((4, 6))
+    expected = _forward_host(net, X)
+
+    back = pickle.loads(pickle.dumps(net))
+    assert back.backend == backend.name
+    assert backends.same_device(back.device, backend.device)
+    assert back.sizes == net.sizes and back.dtype_name == dtype
+    for (W, b), (W2, b2) in zip(net.params, back.params):
+        np.testing.assert_array_equal(backends.to_numpy(W2), backends.to_numpy(W))
+        np.testing.assert_array_equal(backends.to_numpy(b2), backends.to_numpy(b))
+    np.testing.assert_array_equal(_forward_host(back, X), expected)
+
+
+def _without(monkeypatch, missing: str):
+    """Make ``backends.get_namespace`` fail for one backend, as on a machine without it."""
+    real = backends.get_namespace
+
+    def get_namespace(name):
+        if name == missing:
+            raise ImportError(f"backend {missing!r} is not installed (simulated)")
+        return real(name)
+
+    monkeypatch.setattr(backends, "get_namespace", get_namespace)
+
+
+def test_gpu_network_unpickles_on_numpy_with_a_warning(monkeypatch, rng):
+    # A network "trained on the GPU": its pickled state names cupy on cuda:1.
+    net = xpmlp.MLP([3, 5, 2], ["tanh", "identity"], backend="numpy", dtype="float32", seed=0)
+    state = net.__getstate__()
+    state.update(backend_name="cupy", device_name="cuda:1")
+    blob = pickle.dumps(state)
+    _without(monkeypatch, "cupy")
+
+    clone = xpmlp.MLP.__new__(xpmlp.MLP)
+    with pytest.warns(RuntimeWarning, match="saved on backend 'cupy' \\(device cuda:1\\).*onto numpy"):
+        clone.__setstate__(pickle.loads(blob))
+    assert clone.backend == "numpy" and clone.dtype_name == "float32"
+    X = rng.standard_normal((3, 4))
+    np.testing.assert_array_equal(_forward_host(clone, X), _forward_host(net, X))
+
+
+def test_torch_network_unpickles_without_torch(monkeypatch, rng):
+    pytest.importorskip("torch")
+    net = xpmlp.MLP([3, 4, 2], ["relu", "softmax"], "cross_entropy", backend="torch", dtype="float64", seed=1)
+    blob = pickle.dumps(net)
+    _without(monkeypatch, "torch")
+    with pytest.warns(RuntimeWarning, match="saved on backend 'torch'.*not usable here.*onto numpy"):
+        back = pickle.loads(blob)
+    assert back.backend == "numpy"
+    for (W, b), (W2, b2) in zip(net.params, back.params):
+        np.testing.assert_array_equal(W2, backends.to_numpy(W))
+        np.testing.assert_array_equal(b2, backends.to_numpy(b))
+    X = rng.standard_normal((3, 5))
+    # The same computation as the original network, once on numpy (torch may differ by an ulp).
+    np.testing.assert_array_equal(_forward_host(back, X), _forward_host(net.to("numpy"), X))
+
+
+def test_missing_device_unpickles_on_numpy(rng):
+    # array-api-strict knows no device "device7": the saved device does not exist here.
+    net = xpmlp.MLP([2, 3, 1], ["sigmoid", "identity"], backend="array_api_strict", dtype="float64", seed=4)
+    state = net.__getstate__()
+    state["device_name"] = "device7"
+    clone = xpmlp.MLP.__new__(xpmlp.MLP)
+    with pytest.warns(RuntimeWarning, match="device device7"):
+        clone.__setstate__(state)
+    assert clone.backend == "numpy"
+    X = rng.standard_normal((2, 3))
+    np.testing.assert_array_equal(_forward_host(clone, X), _forward_host(net, X))
