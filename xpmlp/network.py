@@ -232,10 +232,9 @@ class MLP:
         self._params = checked
 
     def _check_pair(self, l: int, pair):
-        try:
-            W, b = pair
-        except (TypeError, ValueError):
-            raise TypeError(f"layer {l + 1}: expected a (W, b) pair, got {type(pair).__name__}") from None
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"layer {l + 1}: expected a (W, b) pair, got {type(pair).__name__}")
+        W, b = pair
         for name, arr, shape in (("W", W, (self.sizes[l + 1], self.sizes[l])), ("b", b, (self.sizes[l + 1], 1))):
             what = f"layer {l + 1} {name}"
             self._adopt(arr, what)
