@@ -92,7 +92,7 @@ def _looks_textual(cell: str) -> bool:
 
 
 def read_csv(path, target: str | None = None, *, require_target: bool = True,
-             numeric_target: bool = False) -> Table:
+             numeric_target: bool = False, features: list[str] | None = None) -> Table:
     """Read a CSV file with a header row into numeric features and a target column.
 
     Parameters
@@ -109,6 +109,9 @@ def read_csv(path, target: str | None = None, *, require_target: bool = True,
         Whether the target must be numeric (regression: ``y`` is float64).
         Otherwise whole numbers give int64 labels and a column holding text
         gives string labels (classification).
+    features : list of str, optional
+        The feature columns to use, in this order (other columns are ignored).
+        ``None``: every column but the target.
 
     Returns
     -------
@@ -160,7 +163,13 @@ def read_csv(path, target: str | None = None, *, require_target: bool = True,
         if require_target:
             raise ValueError(f"{path} has no column {target!r}; its columns are {header}")
         target = None
-    features = [name for name in header if name != target]
+    if features is not None:
+        missing = [name for name in features if name not in header]
+        if missing:
+            raise ValueError(f"{path} lacks the feature column(s) {missing}; its columns are {header}")
+        features = list(features)
+    else:
+        features = [name for name in header if name != target]
     if not features:
         raise ValueError(f"{path} has no feature columns besides the target {target!r}")
 
