@@ -58,46 +58,27 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _batch_size(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
-    return value
+def _checked(convert, accept, expected: str, *, also: tuple[str, ...] = ()):
+    """An argparse type: ``convert(text)``, kept if ``accept(value)``, else "expected ..., got 'text'"."""
+
+    def parse(text: str):
+        if text in also:
+            return text
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (exclusive), got {text!r}")
-    return value
+_positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+_batch_size = _checked(int, lambda v: v >= 1, "a positive integer or 'auto'", also=("auto",))
+_positive_float = _checked(float, lambda v: 0.0 < v < float("inf"), "a positive number")
+_fraction = _checked(float, lambda v: 0.0 < v < 1.0, "a fraction between 0 and 1 (exclusive)")
 
 
 def build_parser() -> argparse.ArgumentParser:
