@@ -9,6 +9,10 @@ from . import activations, backends, losses
 from .activations import Activation, Elementwise, get_activation, register_activation
 from .losses import Loss, get_loss, register_loss
 from .network import MLP, LayerCache
+from . import optimizers, training
+from .estimators import MLPClassifier, MLPRegressor
+from .optimizers import SGD, Adam, AdamW, make_optimizer, make_schedule
+from .training import History, NonFiniteLossError, train
 from . import datasets
 from .io import ModelFileError, load, save
 
@@ -16,6 +20,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
+    "MLPClassifier",
+    "MLPRegressor",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "History",
+    "NonFiniteLossError",
+    "make_optimizer",
+    "make_schedule",
+    "optimizers",
+    "train",
+    "training",
     "LayerCache",
     "Activation",
     "Elementwise",

@@ -1,0 +1,272 @@
+"""The training loop: mini-batches, epochs, early stopping, history, progress.
+
+:func:`train` runs epochs of mini-batch gradient descent on an :class:`xpmlp.MLP`.
+The data stay on the device in the usual row layout, ``X: (n_samples, n0)`` and
+``Y: (n_samples, nL)``; a batch is gathered with ``xp.take(X, idx, axis=0)``
+(``idx`` is one device array per epoch, sliced per batch) and handed to the
+network as the transposed view ``Xb.T: (n0, m)``, the core's column layout,
+without a copy.
+
+Randomness is drawn on the host from a ``numpy.random.Generator``: one seed gives
+the same batches on every backend. Per step nothing is read back from the device:
+the batch costs are summed on the device (``sum J * m_batch``) and read once per
+epoch with one ``float()``.
+
+The cost reported (``loss_curve``) is scikit-learn's: the mean data cost plus the
+L2 penalty ``alpha / (2 m) * sum ||W||^2`` of each batch, weighted by its size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .network import MLP
+from .optimizers import Constant, Optimizer, Schedule
+
+__all__ = ["History", "train", "batch_slices", "resolve_batch_size", "NonFiniteLossError", "ConvergenceWarning"]
+
+try:  # scikit-learn's warning class, so that its users' filters catch ours
+    from sklearn.exceptions import ConvergenceWarning as _BaseConvergenceWarning
+except ImportError:  # pragma: no cover - scikit-learn is optional
+    _BaseConvergenceWarning = UserWarning
+
+
+class ConvergenceWarning(_BaseConvergenceWarning):
+    """``max_iter`` epochs ran and the loss was still improving."""
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """The training cost became NaN or infinite (the model keeps its last finite parameters)."""
+
+
+@dataclasses.dataclass
+class History:
+    """What training has done so far; pass it back to :func:`train` to continue.
+
+    Attributes
+    ----------
+    loss_curve : list of float
+        The training cost of each epoch (with the L2 penalty).
+    validation_scores : list of float
+        The validation score of each epoch (early stopping only; higher is better).
+    best_loss : float
+        The lowest training cost so far.
+    best_validation_score : float or None
+        The best validation score so far (early stopping only).
+    n_iter : int
+        Epochs completed.
+    t : int
+        Training samples seen (``n_iter * n_samples`` for full epochs).
+    no_improvement_count : int
+        Consecutive epochs without an improvement of at least ``tol``.
+    best_params : list of (W, b) or None
+        Copies of the parameters with the best validation score (early stopping).
+    """
+
+    loss_curve: list[float] = dataclasses.field(default_factory=list)
+    validation_scores: list[float] = dataclasses.field(default_factory=list)
+    best_loss: float = math.inf
+    best_validation_score: float | None = None
+    n_iter: int = 0
+    t: int = 0
+    no_improvement_count: int = 0
+    best_params: list | None = None
+    stopped_because: str = ""
+
+
+def resolve_batch_size(batch_size: int | str, n_samples: int) -> int:
+    """``"auto"`` gives ``min(200, n_samples)``; an int is clipped to ``[1, n_samples]``."""
+    if batch_size == "auto":
+        return min(200, n_samples)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
+    if batch_size > n_samples:
+        warnings.warn(f"batch_size {batch_size} is larger than the {n_samples} samples; using {n_samples}",
+                      UserWarning, stacklevel=3)
+    return int(min(batch_size, n_samples))
+
+
+def batch_slices(n_samples: int, batch_size: int) -> list[slice]:
+    """Consecutive slices of ``batch_size`` covering ``range(n_samples)``; the last may be smaller."""
+    return [slice(start, min(start + batch_size, n_samples)) for start in range(0, n_samples, batch_size)]
+
+
+def _copy_params(xp, params):
+    return [(xp.asarray(W, copy=True), xp.asarray(b, copy=True)) for W, b in params]
+
+
+def _all_finite(xp, params) -> bool:
+    return all(bool(xp.all(xp.isfinite(W))) and bool(xp.all(xp.isfinite(b))) for W, b in params)
+
+
+def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_size: int | str = "auto",
+          shuffle: bool = True, alpha: float = 0.0, rng: np.random.Generator | int | None = None,
+          schedule: Schedule | None = None, tol: float = 1e-4, n_iter_no_change: int = 10,
+          validation_score: Callable[[], float] | None = None, history: History | None = None,
+          check_convergence: bool = True, verbose: bool = False,
+          callback: Callable[[History], Any] | None = None) -> History:
+    """Train ``net`` for up to ``max_iter`` epochs of mini-batch gradient descent.
+
+    Parameters
+    ----------
+    net : MLP
+        Updated in place (``net.params``).
+    X : array, (n_samples, n0)
+        Inputs, row layout, on the network's namespace and device, in its dtype, finite.
+    Y : array, (n_samples, nL)
+        Targets, row layout, same namespace, device and dtype.
+    optimizer : Optimizer
+        Its ``learning_rate`` is set by ``schedule``.
+    max_iter : int
+        Epochs to run (at most).
+    batch_size : int or "auto"
+        ``"auto"``: ``min(200, n_samples)``. The last batch of an epoch may be smaller.
+    shuffle : bool
+        Reshuffle the samples every epoch (from ``rng``, on the host).
+    alpha : float
+        L2 penalty ``alpha / (2 m) sum ||W||^2`` added to each batch cost (biases not penalised).
+    rng : numpy.random.Generator or int or None
+        The host generator of the permutations.
+    schedule : Schedule, optional
+        Learning-rate schedule; constant by default.
+    tol, n_iter_no_change : float, int
+        An epoch "improves" if the training cost falls below ``best_loss - tol`` (or, with
+        ``validation_score``, the score rises above ``best + tol``). After more than
+        ``n_iter_no_change`` epochs without improvement the schedule decides:
+        stop (constant, invscaling, cosine) or divide the learning rate by 5 (adaptive).
+    validation_score : callable, optional
+        ``validation_score() -> float`` (higher is better), called after each epoch with
+        the network's current parameters. Turns on early stopping: at the end the
+        parameters with the best score are restored.
+    history : History, optional
+        Continue from this history (``warm_start``, ``partial_fit``).
+    check_convergence : bool
+        Stop on stalls as above and warn (:class:`ConvergenceWarning`) if ``max_iter`` is reached
+        while still improving. ``partial_fit`` turns it off.
+    verbose : bool
+        Print one line per epoch.
+    callback : callable, optional
+        ``callback(history)`` after every epoch.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    NonFiniteLossError
+        When an epoch's cost or the parameters become NaN or infinite; the network
+        and the optimizer are put back to the start of that epoch first.
+
+    Notes
+    -----
+    ``KeyboardInterrupt`` (Ctrl-C) during an epoch puts the network back to the end
+    of the last completed epoch, warns, and returns the history so far.
+    """
+    xp = net.xp
+    n = X.shape[0]
+    if Y.shape[0] != n:
+        raise ValueError(f"X has {n} samples but Y has {Y.shape[0]}")
+    m = resolve_batch_size(batch_size, n)
+    slices = batch_slices(n, m)
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    schedule = schedule if schedule is not None else Constant(optimizer.learning_rate)
+    history = history if history is not None else History()
+    device = array_api_compat.device(X)
+    early_stopping = validation_score is not None
+
+    params = list(net.params)
+    for _ in range(max_iter):
+        start = time.perf_counter()
+        epoch = history.n_iter + 1
+        params_at_start = _copy_params(xp, params)
+        optimizer_at_start = optimizer.snapshot()
+        try:
+            idx = xp.asarray(rng.permutation(n), device=device) if shuffle else None
+            total = None
+            for sl in slices:
+                if idx is None:
+                    Xb, Yb = X[sl, :], Y[sl, :]
+                else:
+                    batch = idx[sl]
+                    Xb, Yb = xp.take(X, batch, axis=0), xp.take(Y, batch, axis=0)
+                mb = sl.stop - sl.start
+                J, grads = net._value_and_grad(Xb.T, Yb.T, params)
+                cost = J * mb
+                if alpha:
+                    cost = cost + (0.5 * alpha) * sum(xp.sum(W * W) for W, _ in params)
+                total = cost if total is None else total + cost
+                params = optimizer.step(params, grads, l2=alpha / mb)
+            loss = float(total) / n
+            if not (math.isfinite(loss) and _all_finite(xp, params)):
+                net.params = params_at_start
+                optimizer.restore(optimizer_at_start)
+                what = (f"the training loss became {loss}" if not math.isfinite(loss)
+                        else "the parameters became NaN or infinite")
+                raise NonFiniteLossError(
+                    f"{what} in epoch {epoch} (learning rate {optimizer.learning_rate:g}); try a smaller "
+                    f"learning_rate_init, e.g. {optimizer.learning_rate / 10:g}, or scale the inputs. The model "
+                    f"keeps its last finite parameters, from the end of epoch {epoch - 1}")
+        except KeyboardInterrupt:
+            net.params = params_at_start
+            optimizer.restore(optimizer_at_start)
+            history.stopped_because = f"interrupted during epoch {epoch}"
+            warnings.warn(f"training interrupted during epoch {epoch}; the model keeps the parameters of "
+                          f"the last completed epoch ({history.n_iter})", UserWarning, stacklevel=2)
+            return history
+        net.params = params
+        history.n_iter = epoch
+        history.t += n
+        history.loss_curve.append(loss)
+        schedule.epoch_end(optimizer, epoch=epoch, samples_seen=history.t)
+        _update_improvement(history, loss, tol, early_stopping, validation_score, xp, params)
+        if verbose:
+            line = f"Iteration {epoch}, loss = {loss:.8f}"
+            if early_stopping:
+                line += f", validation score = {history.validation_scores[-1]:.6f}"
+            print(f"{line} ({time.perf_counter() - start:.3f} s)", flush=True)
+        if callback is not None:
+            callback(history)
+        if check_convergence and history.no_improvement_count > n_iter_no_change:
+            stop, message = schedule.on_stall(optimizer)
+            what = "Validation score" if early_stopping else "Training loss"
+            reason = (f"{what} did not improve more than tol={tol} for {n_iter_no_change} consecutive epochs. "
+                      + message)
+            if verbose:
+                print(reason, flush=True)
+            if stop:
+                history.stopped_because = reason
+                break
+            history.no_improvement_count = 0
+    else:
+        if check_convergence and max_iter > 0:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and the "
+                          f"optimization hasn't converged yet.", ConvergenceWarning, stacklevel=2)
+    if early_stopping and history.best_params is not None:
+        net.params = _copy_params(xp, history.best_params)
+    return history
+
+
+def _update_improvement(history: History, loss: float, tol: float, early_stopping: bool,
+                        validation_score, xp, params) -> None:
+    """scikit-learn's bookkeeping: count epochs without an improvement of at least ``tol``."""
+    if early_stopping:
+        score = float(validation_score())
+        history.validation_scores.append(score)
+        best = history.best_validation_score
+        improved = best is None or score >= best + tol
+        if best is None or score > best:
+            history.best_validation_score = score
+            history.best_params = _copy_params(xp, params)
+    else:
+        improved = loss <= history.best_loss - tol
+    history.best_loss = min(history.best_loss, loss)
+    history.no_improvement_count = 0 if improved else history.no_improvement_count + 1
