@@ -119,7 +119,8 @@ def resolve_device(xp, device: Any = None):
     if name == "torch":
         import torch
 
-        return torch.device(device)
+        # Normalise "cuda" to "cuda:N" (the current device), as tensors report it.
+        return torch.empty(0, device=torch.device(device)).device
     if name == "cupy":
         import cupy
 
