@@ -197,6 +197,10 @@ class _BaseMLP(_BaseEstimator):
     def _check_X(self, X, *, fitting: bool):
         """Validate ``X: (n_samples, n_features)`` and return it on the compute backend in the
         model's dtype, with the input's ``(xp, device)`` (results go back there)."""
+        if X is None:
+            raise ValueError(f"{type(self).__name__} requires X to be passed, but X is None")
+        if hasattr(X, "toarray") and hasattr(X, "nnz"):
+            raise TypeError("sparse input is not supported (a dense array is needed); convert it with X.toarray()")
         xp_in, dev_in = _namespace_of(X)
         if xp_in is None:
             if fitting:
@@ -209,22 +213,21 @@ class _BaseMLP(_BaseEstimator):
                 X = np.asarray(X)
             except Exception as exc:
                 raise ValueError(f"X could not be converted to an array: {exc}") from None
-            if X.dtype.kind in "OUS":
-                try:
-                    X = X.astype(np.float64)
-                except (TypeError, ValueError):
-                    raise ValueError(f"X must be numeric; got an array of dtype {X.dtype} that cannot be "
-                                     "converted to float") from None
             xp_in, dev_in = backends.get_namespace("numpy"), "cpu"
+        if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
+            X = _as_float(X, "X")
         if X.ndim != 2:
-            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead: X must be (n_samples, n_features); "
-                             "reshape your data with X.reshape(-1, 1) for one feature or X.reshape(1, -1) "
-                             "for one sample")
+            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead: X must be (n_samples, n_features). "
+                             "Reshape your data either using X.reshape(-1, 1) if it has a single feature or "
+                             "X.reshape(1, -1) if it contains a single sample.")
         if X.shape[0] < 1:
-            raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum of 1 is required")
+            raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum of 1 is "
+                             "required.")
         if X.shape[1] < 1:
             raise ValueError(f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is "
-                             "required")
+                             "required.")
+        if xp_in.isdtype(X.dtype, "complex floating"):
+            raise ValueError(f"Complex data not supported: X has dtype {X.dtype}; expected real numbers")
         if not xp_in.isdtype(X.dtype, ("real floating", "integral", "bool")):
             raise TypeError(f"X has dtype {X.dtype}; expected real numbers (floats, integers or booleans)")
         if fitting and not self._keeps_model():
@@ -310,6 +313,8 @@ class _BaseMLP(_BaseEstimator):
         self._validate_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True; use fit, or set early_stopping=False")
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         self._incremental = incremental and hasattr(self, "net_")
         try:
             first = not self._keeps_model()
@@ -541,6 +546,15 @@ def _jsonable(value):
     if isinstance(value, (np.random.Generator, np.random.RandomState)):
         return None  # a generator object is not reproducible from JSON
     return backends.device_name(value)
+
+
+def _as_float(a: np.ndarray, what: str) -> np.ndarray:
+    """A NumPy object or string array as float64, or an error naming what is wrong."""
+    try:
+        return a.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{what} must be numeric; its entries (dtype {a.dtype}) cannot be converted to float: "
+                        f"{exc}") from None
 
 
 def _host(y) -> np.ndarray:
@@ -802,14 +816,10 @@ class MLPRegressor(_RegressorMixin, _BaseMLP):
 
     def _encode_targets(self, y, n, xp, device, dtype, *, first, classes, incremental):
         """Targets to ``Y: (n_samples, n_targets)`` on the device, in the model's dtype."""
-        xp_y, dev_y = _namespace_of(y)
-        if xp_y is None:
+        if _namespace_of(y)[0] is None:
             y = np.asarray(y)
-            if y.dtype.kind not in "biuf":
-                try:
-                    y = y.astype(np.float64)
-                except (TypeError, ValueError):
-                    raise ValueError(f"y must be numeric for a regressor; got dtype {y.dtype}") from None
+        if isinstance(y, np.ndarray) and y.dtype.kind in "OUS":
+            y = _as_float(y, "y")
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be (n_samples,) or (n_samples, n_targets); got shape {tuple(y.shape)}")
         if y.shape[0] != n:
