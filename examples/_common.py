@@ -18,12 +18,16 @@ from xpmlp import backends
 BACKENDS = list(backends.BACKENDS)
 
 
-def parser(description: str, out: str | None) -> argparse.ArgumentParser:
+def parser(description: str, out: str | None, several_backends: bool = False) -> argparse.ArgumentParser:
     """The flags every example takes: --backend, --device, --dtype, --seed, --quick, --out."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", default="numpy", choices=BACKENDS,
-                   help="array library to compute with (default: numpy)")
+    if several_backends:
+        p.add_argument("--backend", default="auto",
+                       help="comma-separated backends to compare, or 'auto' (default): every usable one")
+    else:
+        p.add_argument("--backend", default="numpy", choices=BACKENDS,
+                       help="array library to compute with (default: numpy)")
     p.add_argument("--device", default=None,
                    help="device of the backend, e.g. cuda:0 for cupy/torch, device1 for array_api_strict")
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"],
