@@ -109,6 +109,8 @@ def test_ten_digits(tmp_path):
     C = confusion(out, 10)
     assert sum(map(sum, C)) == 450
     assert abs(sum(C[i][i] for i in range(10)) / 450 - accuracy) < 1e-4
+    estimator = float(re.search(r"held-out accuracy: ([0-9.]+) \(estimator\)", out).group(1))
+    assert estimator >= 0.90, out
     assert_figure(png, out)
 
 
