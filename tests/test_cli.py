@@ -264,3 +264,109 @@ def test_plot_without_matplotlib(monkeypatch, tmp_path):
     with pytest.raises(ImportError, match=r'pip install "xpmlp\[plot\]"'):
         plot_curves([1.0, 0.5], [], str(tmp_path / "x.png"), classify=True)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_progress_bar_shows_where_an_early_stop_ended():
+    stream = io.StringIO()
+    bar = ProgressBar(100, stream, width=10)
+    for epoch in range(1, 6):  # updates within 0.1 s of each other: only the first is drawn
+        bar.update(epoch, 1.0 / epoch)
+    bar.close()
+    assert stream.getvalue().count("\r") == 2
+    assert "\repoch   5/100 [..........] loss 0.2" in stream.getvalue()
+
+
+# ------------------------------------------------------------- training and predicting
+def lines_of(out: str) -> dict[str, str]:
+    """The report's lines by their first word ("accuracy", "backend", ...)."""
+    return {line.split()[0]: line for line in out.splitlines() if line.strip()}
+
+
+def test_train_without_arguments_uses_the_bundled_digits(capsys):
+    code, out, err = run(capsys, "train")
+    assert code == 0, err
+    report = lines_of(out)
+    assert report["data"] == ("data      digits (bundled with scikit-learn, pixels/16): 1797 samples, "
+                              "64 features, 10 classes")
+    assert report["split"] == "split     1347 train / 450 held out (25%, stratified, seed 0)"
+    assert report["model"] == "model     MLPClassifier(hidden_layer_sizes=(128,))"
+    assert report["backend"] == "backend   numpy (device cpu), float32"
+    assert float(report["fit"].split()[2]) > 0
+    accuracy = float(report["accuracy"].split()[1])
+    assert accuracy >= 0.95, out
+    assert "held-out samples" in report["accuracy"]
+    assert "Traceback" not in err and "Warning" not in err  # warnings become "note" lines
+
+
+def test_train_save_plot_and_predict_a_csv(capsys, tmp_path, blobs_csv):
+    model, png = tmp_path / "blobs.xpmlp", tmp_path / "curve.png"
+    code, out, err = run(capsys, "train", blobs_csv, "--target", "kind", "--hidden", "16,8", "--epochs", "40",
+                         "--lr", "0.01", "--batch-size", "32", "--activation", "tanh", "--seed", "1",
+                         "--save", str(model), "--plot", str(png), "--progress")
+    assert code == 0, err
+    report = lines_of(out)
+    assert report["data"].endswith("120 samples, 4 features, 3 classes")
+    assert report["split"] == "split     90 train / 30 held out (25%, stratified, seed 1)"
+    assert float(report["accuracy"].split()[1]) == 1.0
+    assert report["saved"] == f"saved     {model}" and report["plot"] == f"plot      {png}"
+    assert "\repoch " in err and " held-out " in err and err.endswith("\n")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+    est = xpmlp.load(model)
+    assert est.activation == "tanh" and est.hidden_layer_sizes == (16, 8) and est.max_iter == 40
+    assert sorted(est.classes_.tolist()) == ["blue", "green", "red"]
+    meta = xpmlp.io.read_metadata(model)["metadata"]
+    assert meta == {"features": ["a", "b", "c", "d"], "target": "kind", "task": "classification",
+                    "trained_on": "blobs.csv"}
+
+    preds = tmp_path / "preds.csv"
+    code, out, err = run(capsys, "predict", str(model), blobs_csv, "--output", str(preds), "--proba")
+    assert code == 0, err
+    report = lines_of(out)
+    assert report["wrote"] == f"wrote     120 predictions to {preds}"
+    assert report["accuracy"].startswith("accuracy  1.0000 against column 'kind' (120 rows)")
+    with open(preds, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["prediction", "proba_blue", "proba_green", "proba_red"]
+    with open(blobs_csv, newline="") as fh:
+        truth = [row["kind"] for row in csv.DictReader(fh)]
+    assert [row[0] for row in rows[1:]] == truth
+    proba = np.array([[float(v) for v in row[1:]] for row in rows[1:]])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+    # To stdout, with the score on stderr; the feature columns are found by name.
+    reordered = tmp_path / "reordered.csv"
+    with open(blobs_csv, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    write_csv(reordered, ["d", "c", "b", "a", "extra"], [[r["d"], r["c"], r["b"], r["a"], "0"] for r in table])
+    code, out, err = run(capsys, "predict", str(model), str(reordered))
+    assert code == 0, err
+    assert out.splitlines()[0] == "prediction" and out.splitlines()[1:] == truth
+    assert err == ""  # no target column: no score
+
+    missing = tmp_path / "missing.csv"
+    write_csv(missing, ["a", "b", "d"], [[r["a"], r["b"], r["d"]] for r in table])
+    code, _, err = run(capsys, "predict", str(model), str(missing))
+    assert code == 1
+    assert_one_line_error(err, "lacks the feature column(s) ['c']", "['a', 'b', 'd']")
+
+
+def test_train_regression_on_another_backend(capsys, tmp_path, linear_csv):
+    pytest.importorskip("torch")
+    model = tmp_path / "linear.xpmlp"
+    code, out, err = run(capsys, "train", linear_csv, "--task", "regression", "--hidden", "16",
+                         "--epochs", "60", "--lr", "0.01", "--backend", "torch", "--dtype", "float64",
+                         "--save", str(model))
+    assert code == 0, err
+    report = lines_of(out)
+    assert report["target"].startswith("target    'y' (the last column")
+    assert report["backend"] == "backend   torch (device cpu), float64"
+    assert "split     150 train / 50 held out (25%, seed 0)" in out
+    assert float(report["R^2"].split()[1]) > 0.9
+
+    code, out, err = run(capsys, "predict", str(model), linear_csv, "--backend", "numpy")
+    assert code == 0, err
+    assert len(out.splitlines()) == 201 and err.startswith("R^2  0.9")
+    code, _, err = run(capsys, "predict", str(model), linear_csv, "--proba")
+    assert code == 1
+    assert_one_line_error(err, "--proba needs a classifier")

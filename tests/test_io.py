@@ -13,7 +13,12 @@ import pytest
 import xpmlp
 from xpmlp import backends
 from xpmlp.activations import ACTIVATIONS, Elementwise
+from xpmlp.estimators import MLPClassifier, MLPRegressor
 from xpmlp.io import FORMAT_VERSION, ModelFileError, load, read_metadata, save
+from xpmlp.training import ConvergenceWarning
+
+# The estimators here train for a few epochs only: that they have not converged is expected.
+pytestmark = pytest.mark.filterwarnings(f"ignore::{ConvergenceWarning.__module__}.ConvergenceWarning")
 
 
 def _host_params(net):
@@ -315,3 +320,66 @@ def test_unknown_requested_backend_or_device_is_not_a_file_error(saved):
     assert not isinstance(info.value, ModelFileError)
     with pytest.raises(ValueError, match="device 'cuda' is not available on backend 'numpy'"):
         load(saved, backend="numpy", device="cuda")
+
+
+# ---------------------------------------------------------------------- estimators
+
+
+def _small_problem(rng, labels):
+    X = rng.standard_normal((60, 4))
+    y = np.asarray(labels)[(X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1).astype(int)]
+    return X, y
+
+
+@pytest.mark.parametrize("labels", [[3, 7, 11], ["cat", "dog", "emu"], np.array(["no", "yes", "maybe"], dtype=object),
+                                    [False, True, True]])
+def test_classifier_round_trip_keeps_classes_and_predictions(tmp_path, rng, labels):
+    X, y = _small_problem(rng, labels)
+    clf = MLPClassifier(hidden_layer_sizes=(6,), max_iter=8, random_state=0).fit(X, y)
+    path = tmp_path / "clf.xpmlp"
+    clf.save(path)
+    back = load(path)
+    assert type(back) is MLPClassifier and back.get_params() == clf.get_params()
+    np.testing.assert_array_equal(back.classes_, clf.classes_)
+    assert back.classes_.dtype.kind == clf.classes_.dtype.kind or clf.classes_.dtype == object
+    np.testing.assert_array_equal(back.predict(X), clf.predict(X))
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+    assert back.loss_curve_ == clf.loss_curve_ and back.n_iter_ == clf.n_iter_
+    _assert_same_params(clf.net_, back.net_)
+    assert read_metadata(path)["kind"] == "MLPClassifier"
+
+
+def test_estimators_round_trip_bit_exactly_on_every_backend(backend, tmp_path, rng):
+    X = rng.standard_normal((40, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.1
+    reg = MLPRegressor(hidden_layer_sizes=(5, 4), max_iter=6, random_state=1, backend=backend.name,
+                       device=backend.device, dtype="float64").fit(X, y)
+    path = tmp_path / "reg.xpmlp"
+    xpmlp.save(reg, path)
+    back = load(path)
+    assert type(back) is MLPRegressor
+    assert back.backend_ == backend.name and back.device_ == backends.device_name(backend.device)
+    _assert_same_params(reg.net_, back.net_)
+    np.testing.assert_array_equal(backends.to_numpy(back.predict(X)), backends.to_numpy(reg.predict(X)))
+    on_numpy = load(path, backend="numpy")
+    assert on_numpy.backend_ == "numpy"
+    _assert_same_params(reg.net_, on_numpy.net_)
+
+
+def test_estimator_files_are_checked_like_network_files(tmp_path, rng):
+    X, y = _small_problem(rng, [0, 1, 2])
+    path = tmp_path / "clf.xpmlp"
+    MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y).save(path)
+    original = path.read_bytes()
+
+    _rewrite(path, lambda h: h["state"].update(activations=["mish", "softmax"]))
+    _expect_model_error(path, "MLPClassifier's network", "activation 'mish'", "xpmlp.register_activation")
+    path.write_bytes(original)
+    _rewrite(path, drop=("W2.npy",))
+    _expect_model_error(path, "array 'W2' is listed but missing")
+    path.write_bytes(original)
+    _rewrite(path, lambda h: h["state"].pop("n_features_in_"))
+    _expect_model_error(path, "the MLPClassifier's state lacks 'n_features_in_'")
+    path.write_bytes(original)
+    _rewrite(path, lambda h: h.update(kind="MLPTransformer"))
+    _expect_model_error(path, "kind 'MLPTransformer'", "['MLPClassifier', 'MLPRegressor']")

@@ -85,3 +85,54 @@ def test_missing_device_unpickles_on_numpy(rng):
     assert clone.backend == "numpy"
     X = rng.standard_normal((2, 3))
     np.testing.assert_array_equal(_forward_host(clone, X), _forward_host(net, X))
+
+
+# ---------------------------------------------------------------------- estimators
+@pytest.mark.filterwarnings("ignore::xpmlp.training.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_estimators_pickle_on_every_backend(backend, kind, rng):
+    from xpmlp.estimators import MLPClassifier, MLPRegressor
+
+    X = rng.standard_normal((50, 4))
+    where = dict(backend=backend.name, device=backends.device_name(backend.device), dtype="float64")
+    if kind == "classifier":
+        y = np.where(X[:, 0] > 0, "up", "down")
+        est = MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0, **where).fit(X, y)
+    else:
+        y = X @ np.array([0.5, -1.0, 2.0, 0.0])
+        est = MLPRegressor(hidden_layer_sizes=(6,), max_iter=5, random_state=0, **where).fit(X, y)
+    back = pickle.loads(pickle.dumps(est))
+    assert type(back) is type(est) and back.get_params()["backend"] == backend.name
+    assert back.backend_ == backend.name and back.net_.backend == backend.name
+    assert back.loss_curve_ == est.loss_curve_
+    np.testing.assert_array_equal(backends.to_numpy(back.predict(X)), backends.to_numpy(est.predict(X)))
+    if kind == "classifier":
+        np.testing.assert_array_equal(back.classes_, est.classes_)
+        np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    # A fitted estimator unpickled can keep training (warm start) where it was.
+    back.set_params(warm_start=True, max_iter=2)
+    back.fit(X, y)
+    assert back.n_iter_ == est.n_iter_ + 2
+
+
+@pytest.mark.filterwarnings("ignore::xpmlp.training.ConvergenceWarning")
+def test_classifier_unpickles_on_numpy_where_its_backend_is_missing(monkeypatch, rng):
+    pytest.importorskip("torch")
+    from xpmlp.estimators import MLPClassifier
+
+    X = rng.standard_normal((40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0, backend="torch",
+                        dtype="float64").fit(X, y)
+    blob = pickle.dumps(clf)
+    _without(monkeypatch, "torch")
+    with pytest.warns(RuntimeWarning, match="saved on backend 'torch'.*onto numpy"):
+        back = pickle.loads(blob)
+    assert back.net_.backend == "numpy"
+    for (W, b), (W2, b2) in zip(clf.net_.params, back.net_.params):
+        np.testing.assert_array_equal(W2, backends.to_numpy(W))
+        np.testing.assert_array_equal(b2, backends.to_numpy(b))
+    np.testing.assert_array_equal(back.classes_, clf.classes_)
+    clf.net_.to("numpy")  # the same computation on numpy (torch may differ in the last bit)
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(back.predict(X), clf.predict(X))

@@ -16,12 +16,13 @@ command line); ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import inspect
 import os
 import re
 import sys
 import time
+import warnings
 from typing import Any, Sequence, TextIO
 
 import numpy as np
@@ -165,6 +166,7 @@ class ProgressBar:
         self.start = time.perf_counter()
         self._last_draw = -1.0
         self._drawn = False
+        self._latest: tuple[int, float, float | None] | None = None
 
     def render(self, epoch: int, loss: float, score: float | None = None) -> str:
         """The line for ``epoch`` (1-based) with the latest ``loss`` and optional score."""
@@ -179,18 +181,29 @@ class ProgressBar:
 
     def update(self, epoch: int, loss: float, score: float | None = None) -> None:
         """Redraw (at most ten times a second, and always for the last epoch)."""
+        self._latest = (epoch, loss, score)
         now = time.perf_counter() - self.start
         if now < self.delay and epoch < self.total:
             return
         if now - self._last_draw < 0.1 and epoch < self.total:
             return
+        self._draw(now)
+
+    def _draw(self, now: float) -> None:
         self._last_draw = now
         self._drawn = True
-        self.stream.write("\r" + self.render(epoch, loss, score) + "\x1b[K")
+        self.stream.write("\r" + self.render(*self._latest) + "\x1b[K")
         self.stream.flush()
+        self._latest = None
 
     def close(self) -> None:
-        """End the line, if anything was drawn."""
+        """Draw the last state (training may stop before ``total``) and end the line.
+
+        Nothing is written if the run ended before ``delay``.
+        """
+        now = time.perf_counter() - self.start
+        if self._latest is not None and (self._drawn or now >= self.delay):
+            self._draw(now)
         if self._drawn:
             self.stream.write("\n")
             self.stream.flush()
@@ -237,23 +250,66 @@ def _show_progress(args) -> bool:
     return sys.stderr.isatty()
 
 
-def _fit(est, X, y, bar: ProgressBar | None, score_per_epoch):
-    """Fit, reporting each epoch to ``bar`` and collecting ``score_per_epoch`` if given."""
-    scores: list[float] = []
-    takes_callback = "callback" in inspect.signature(est.fit).parameters
-    if takes_callback and (bar is not None or score_per_epoch is not None):
-        def callback(history):
-            score = None
-            if score_per_epoch is not None:
-                score = score_per_epoch()
-                scores.append(score)
-            if bar is not None:
-                bar.update(history.n_iter, history.loss_curve[-1], score)
+@contextlib.contextmanager
+def _epoch_callback(callback):
+    """Have the estimators' training loop call ``callback(history)`` after every epoch.
 
-        est.fit(X, y, callback=callback)
-    else:
-        est.fit(X, y)
-    return scores
+    :func:`xpmlp.training.train` takes a ``callback``; the estimators' ``fit`` does
+    not pass one, so the command wraps the ``train`` they call for the duration.
+    """
+    from . import estimators
+
+    real = estimators.train
+
+    def train_with_callback(*args, **kwargs):
+        kwargs.setdefault("callback", callback)
+        return real(*args, **kwargs)
+
+    estimators.train = train_with_callback
+    try:
+        yield
+    finally:
+        estimators.train = real
+
+
+def _fit(est, X, y, bar: ProgressBar | None, score_per_epoch) -> tuple[list[float], float, list[str]]:
+    """Fit ``est``; returns the held-out score per epoch (if ``score_per_epoch``), the fit time
+    in seconds (without the scoring) and the warnings raised, as one-line notes."""
+    scores: list[float] = []
+    scoring = [0.0]
+
+    def callback(history):
+        score = None
+        if score_per_epoch is not None:
+            start = time.perf_counter()
+            score = score_per_epoch()
+            scoring[0] += time.perf_counter() - start
+            scores.append(score)
+        if bar is not None:
+            bar.update(history.n_iter, history.loss_curve[-1], score)
+
+    hooked = bar is not None or score_per_epoch is not None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        try:
+            with _epoch_callback(callback) if hooked else contextlib.nullcontext():
+                est.fit(X, y)
+        finally:
+            if bar is not None:
+                bar.close()
+        seconds = time.perf_counter() - start - scoring[0]
+    from .training import ConvergenceWarning
+
+    notes = []
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if issubclass(w.category, ConvergenceWarning):
+            text = (f"the loss was still improving after {est.get_params()['max_iter']} epochs; "
+                    f"more --epochs may help")
+        if text not in notes:
+            notes.append(text)
+    return scores, seconds, notes
 
 
 def _train(args, out: TextIO) -> int:
@@ -275,19 +331,15 @@ def _train(args, out: TextIO) -> int:
     if _show_progress(args):
         bar = ProgressBar(est.get_params()["max_iter"], sys.stderr, delay=0.0 if args.progress else 0.5)
     per_epoch = (lambda: est.score(X_test, y_test)) if args.plot else None
-    start = time.perf_counter()
-    try:
-        held_out_curve = _fit(est, X_train, y_train, bar, per_epoch)
-    finally:
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - start
+    held_out_curve, seconds, notes = _fit(est, X_train, y_train, bar, per_epoch)
     score = est.score(X_test, y_test)
 
     device = backends.device_name(est.net_.device)
     print(f"backend   {est.backend_} (device {device}), {est.net_.dtype_name}", file=out)
     print(f"epochs    {est.n_iter_}, final training loss {est.loss_curve_[-1]:.4g}", file=out)
     print(f"fit time  {seconds:.2f} s", file=out)
+    for note in notes:
+        print(f"note      {note}", file=out)
     metric = "accuracy" if classify else "R^2     "
     print(f"{metric}  {score:.4f} on the {len(test_idx)} held-out samples", file=out)
     if args.save:
@@ -370,28 +422,29 @@ def _predict(args, out: TextIO) -> int:
         raise CommandError("--proba needs a classifier; this model is a regressor")
 
     predictions = np.asarray(est.predict(table.X))
-    columns = ["prediction"] if predictions.ndim == 1 else [f"prediction_{j}" for j in range(predictions.shape[1])]
-    rows = predictions.reshape(len(predictions), -1)
+    predictions = predictions.reshape(len(predictions), -1)
+    names = ["prediction"] if predictions.shape[1] == 1 else [f"prediction_{j}" for j in range(predictions.shape[1])]
+    columns = list(predictions.T)
     if args.proba:
         proba = np.asarray(est.predict_proba(table.X))
-        columns += [f"proba_{_format(c)}" for c in np.asarray(est.classes_).ravel()][: proba.shape[1]]
-        rows = np.concatenate([rows.astype(object), proba.astype(object)], axis=1)
+        names += [f"proba_{_format(c)}" for c in np.asarray(est.classes_).ravel()][: proba.shape[1]]
+        columns += list(proba.T)
     sink = open(args.output, "w", newline="") if args.output else out
     try:
         writer = csv.writer(sink)
-        writer.writerow(columns)
-        for row in rows:
+        writer.writerow(names)
+        for row in zip(*columns):
             writer.writerow([_format(v) for v in row])
     finally:
         if args.output:
             sink.close()
     report = out if args.output else sys.stderr
     if args.output:
-        print(f"wrote     {len(rows)} predictions to {args.output}", file=report)
+        print(f"wrote     {len(predictions)} predictions to {args.output}", file=report)
     if table.y is not None:
         metric = "accuracy" if classify else "R^2"
         print(f"{metric}  {est.score(table.X, table.y):.4f} against column {table.target!r} "
-              f"({len(rows)} rows)", file=report)
+              f"({len(predictions)} rows)", file=report)
     return 0
 
 
@@ -462,6 +515,12 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         if args.command == "predict":
             return _predict(args, out)
         return _info(out)
+    except BrokenPipeError:  # `xpmlp predict ... | head`: stop quietly, like other commands
+        try:  # keep Python from complaining again when it flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
     except KeyboardInterrupt:
         if args.debug:
             raise

@@ -438,8 +438,8 @@ def _estimator_class(path: str, kind: str):
         if exc.name != f"{__package__}.estimators":
             raise
         found = {}
-    loadable = {name: c for name, c in found.items()
-                if isinstance(c, type) and callable(getattr(c, "_from_state", None))}
+    loadable = {name: c for name, c in found.items() if not name.startswith("_")
+                and isinstance(c, type) and callable(getattr(c, "_from_state", None))}
     cls = loadable.get(kind)
     if cls is None:
         known = sorted(loadable)
@@ -512,4 +512,22 @@ def load(path, backend: str | None = None, device: Any = None):
         backend, device = _place_network(path, header, backend, device)
         return mlp_from_state(header["network"], arrays, backend=backend, device=device)
     cls = _estimator_class(path, kind)
-    return cls._from_state(header["state"], arrays, backend=backend, device=device)
+    state = header["state"]
+    try:
+        _network_parts(_estimator_network(state), arrays)
+    except ValueError as exc:
+        raise ModelFileError(path, f"cannot rebuild the {kind}'s network: {exc}") from None
+    try:
+        return cls._from_state(state, arrays, backend=backend, device=device)
+    except KeyError as exc:
+        raise ModelFileError(path, f"corrupt model file: the {kind}'s state lacks {exc}") from None
+
+
+def _estimator_network(state: dict) -> dict:
+    """The network description inside an estimator's ``_get_state()`` meta, in :func:`mlp_state`'s form."""
+    try:
+        names, configs = state["activations"], state.get("activation_configs") or [{}] * len(state["activations"])
+        return {"sizes": state["sizes"], "loss": state["loss"], "dtype": state["dtype"],
+                "activations": [{"name": n, "config": c} for n, c in zip(names, configs, strict=True)]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"the network description is incomplete or invalid ({type(exc).__name__}: {exc})") from None
