@@ -154,3 +154,41 @@ def test_gpu_vs_cpu(tmp_path):
     worst = float(re.search(r"agree with numpy to (\S+) \(within", out).group(1))
     assert worst < 1e-9
     assert_figure(png, out)
+
+
+# ----------------------------------------------------------------------------- README
+README = EXAMPLES.parent / "README.md"
+
+
+def readme_table(heading: str) -> list[list[str]]:
+    """The rows (as cell lists) of the first table under a README heading."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index(heading):]
+    section = section[:section.find("\n## ", 1)]
+    rows = [line.strip().strip("|").split(" | ") for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| ---")]
+    return rows[1:]  # without the header
+
+
+def test_readme_equation_table_points_at_real_code():
+    """Every line the README quotes is in the file it names, and every Class.method it names exists."""
+    import importlib
+
+    rows = readme_table("## From the seeds' equations to the code")
+    assert len(rows) >= 10
+    for eq, shapes, where, line in rows:
+        files = re.findall(r"`(xpmlp/\w+\.py)`", where)
+        assert files, where
+        code = line.strip().strip("`")
+        assert code in (EXAMPLES.parent / files[0]).read_text(encoding="utf-8"), f"{code!r} not in {files[0]}"
+        modules = [importlib.import_module(f.replace("/", ".")[:-3]) for f in files]
+        for cls, attr in re.findall(r"`(\w+)\.(\w+)`", where):
+            assert any(hasattr(getattr(m, cls, None), attr) for m in modules), f"{cls}.{attr} ({where})"
+
+
+def test_readme_example_commands_exist():
+    commands = re.findall(r"python (examples/[a-z_]+\.py)", README.read_text(encoding="utf-8"))
+    assert {Path(c).stem for c in commands} >= {"xor", "two_or_not_two", "ten_digits", "backprop_walkthrough",
+                                                 "gpu_vs_cpu"}
+    for c in commands:
+        assert (EXAMPLES.parent / c).is_file(), c
