@@ -235,6 +235,14 @@ def _load_training_data(args) -> tuple[str, np.ndarray, np.ndarray, list[str] | 
     return args.data, table.X, y, table.feature_names, table.target
 
 
+def _enable_jax_float64(args) -> None:
+    """``--backend jax --dtype float64``: JAX computes in float32 unless x64 is switched on."""
+    if args.backend == "jax" and args.dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+
 def _estimator_params(args, cls) -> dict[str, Any]:
     params = {"hidden_layer_sizes": args.hidden, "random_state": args.seed}
     optional = {"activation": args.activation, "max_iter": args.epochs, "batch_size": args.batch_size,
@@ -312,14 +320,33 @@ def _fit(est, X, y, bar: ProgressBar | None, score_per_epoch) -> tuple[list[floa
     return scores, seconds, notes
 
 
+def _split(args, y: np.ndarray, classify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices.
+
+    The digits run uses scikit-learn's ``train_test_split(stratify=y, random_state=seed)``
+    (scikit-learn is there, since it ships the data), so that its accuracy is the one
+    measured by the usual protocol; a CSV file is split by :func:`xpmlp.datasets.train_test_split`,
+    which needs no scikit-learn.
+    """
+    if args.data is None:
+        from sklearn.model_selection import train_test_split
+
+        train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=args.test_size, stratify=y,
+                                               random_state=args.seed)
+        return np.sort(train_idx), np.sort(test_idx)
+    return datasets.train_test_split(len(y), args.test_size, seed=args.seed, stratify=y if classify else None)
+
+
 def _train(args, out: TextIO) -> int:
+    if args.plot:
+        _pyplot()  # fail before training, not after
     source, X, y, features, target = _load_training_data(args)
     cls = _estimator_class(args.task)
     classify = args.task == "classification"
-    train_idx, test_idx = datasets.train_test_split(len(X), args.test_size, seed=args.seed,
-                                                    stratify=y if classify else None)
+    train_idx, test_idx = _split(args, y, classify)
     X_train, X_test, y_train, y_test = X[train_idx], X[test_idx], y[train_idx], y[test_idx]
     est = cls(**_estimator_params(args, cls))
+    _enable_jax_float64(args)
     what = f"{len(np.unique(y))} classes" if classify else "regression"
     print(f"data      {source}: {X.shape[0]} samples, {X.shape[1]} features, {what}", file=out)
     print(f"split     {len(train_idx)} train / {len(test_idx)} held out ({args.test_size:.0%}"
@@ -335,7 +362,11 @@ def _train(args, out: TextIO) -> int:
     score = est.score(X_test, y_test)
 
     device = backends.device_name(est.net_.device)
-    print(f"backend   {est.backend_} (device {device}), {est.net_.dtype_name}", file=out)
+    chosen = ""
+    if args.backend == "auto":
+        cupy = backends.available_backends()["cupy"]
+        chosen = "; --backend auto: " + ("cupy is usable" if cupy["usable"] else f"cupy not usable ({cupy['info']})")
+    print(f"backend   {est.backend_} (device {device}), {est.net_.dtype_name}{chosen}", file=out)
     print(f"epochs    {est.n_iter_}, final training loss {est.loss_curve_[-1]:.4g}", file=out)
     print(f"fit time  {seconds:.2f} s", file=out)
     for note in notes:
@@ -352,6 +383,19 @@ def _train(args, out: TextIO) -> int:
     return 0
 
 
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or an ImportError that says how to install it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(f"--plot needs matplotlib, which is not installed ({exc}); "
+                          f"install it with: {_PLOT_HINT}") from None
+    return plt
+
+
 def plot_curves(loss_curve: Sequence[float], scores: Sequence[float], path: str, *, classify: bool) -> None:
     """Write a PNG of the training loss and the held-out score per epoch.
 
@@ -366,14 +410,7 @@ def plot_curves(loss_curve: Sequence[float], scores: Sequence[float], path: str,
     classify : bool
         Whether the score is an accuracy (else R^2).
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError(f"--plot needs matplotlib, which is not installed ({exc}); "
-                          f"install it with: {_PLOT_HINT}") from None
+    plt = _pyplot()
     epochs = np.arange(1, len(loss_curve) + 1)
     panels = 2 if len(scores) else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
@@ -530,4 +567,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         if args.debug:
             raise
         print(f"xpmlp: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, with the way to the traceback
+        if args.debug:
+            raise
+        print(f"xpmlp: error: internal error {type(exc).__name__}: {_one_line(exc)} (run with --debug for the "
+              f"traceback, and please report it)", file=sys.stderr)
         return 1
