@@ -33,13 +33,15 @@ coefficient as ``step(..., l2=alpha / m)``; biases are never penalised.
 Two paths, one result. JAX arrays are immutable, so the reference path writes
 every update as an expression that makes new arrays. Where the arrays accept
 item assignment (NumPy, CuPy, PyTorch, array-api-strict) the same arithmetic,
-in the same order, runs in place with ``*=``, ``+=`` and a per-parameter scratch
-buffer, so a step allocates (almost) nothing; the parameters passed in are then
-updated in place and the gradients are used as scratch space (they are
-consumed). Which path runs is decided once, by trying an item assignment on
-the parameters (:func:`supports_inplace`), never by asking which library it
-is; ``inplace=False`` forces the expression path. The tests pin both paths to
-the same numbers.
+in the same order, runs in place with ``*=``, ``+=``, ``-=``; the parameters
+passed in are then updated in place and the gradients are used as scratch space
+(they are consumed). (Measured on NumPy for a 784-256-256-10 network: the number
+of passes over the parameters matters more than avoiding every temporary, so Adam
+keeps its moments unnormalised and allocates two temporaries per array rather
+than copying into scratch buffers.) Which path runs is decided once, by trying
+an item assignment on the parameters (:func:`supports_inplace`), never by
+asking which library it is; ``inplace=False`` forces the expression path. The
+tests pin both paths to the same numbers.
 
 Schedules set ``optimizer.learning_rate`` between epochs: ``constant``,
 ``invscaling`` (``lr0 / (t + 1)^power_t`` with t the samples seen, as
@@ -215,8 +217,7 @@ class Optimizer:
     def snapshot(self) -> dict[str, Any]:
         """A copy of everything a step changes (``t``, ``learning_rate``, the state arrays)."""
         xp = self._xp
-        state = [{k: xp.asarray(v, copy=True) for k, v in s.items() if k != "scratch"}
-                 for s in self.state] if xp else []
+        state = [{k: xp.asarray(v, copy=True) for k, v in s.items()} for s in self.state] if xp else []
         return {"t": self.t, "learning_rate": self.learning_rate, "state": state}
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -243,7 +244,7 @@ class Optimizer:
     def __getstate__(self) -> dict:
         """Pickle with host (NumPy) copies of the state; it moves back on the next step."""
         state = dict(self.__dict__)
-        state["state"] = [{k: backends.to_numpy(v) for k, v in s.items() if k != "scratch"} for s in self.state]
+        state["state"] = [{k: backends.to_numpy(v) for k, v in s.items()} for s in self.state]
         state["_xp"] = None
         state["_mutable"] = None
         return state
@@ -343,33 +344,32 @@ class Adam(Optimizer):
         super().__init__(learning_rate, inplace=inplace)
 
     def _step(self, p, g, state, lr, *, weight, inplace):
-        b1, b2, eps = self.beta_1, self.beta_2, self.epsilon
-        lr_t = lr * math.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)
+        # The moments are kept unnormalised, mt = m / (1-b1) and vt = v / (1-b2), which saves
+        # two passes per step; since m / (sqrt(v) + eps) = (1-b1)/sqrt(1-b2) mt / (sqrt(vt) + eps'),
+        # the factors move into the scalars lr_t and eps' = eps / sqrt(1-b2).
+        b1, b2 = self.beta_1, self.beta_2
+        c = math.sqrt(1.0 - b2)
+        lr_t = lr * math.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t) * (1.0 - b1) / c
+        eps_t = self.epsilon / c
         m, v = state["m"], state["v"]
+        xp = self._xp
         if inplace:
-            s = state.get("scratch")
-            if s is None:  # a buffer for the in-place path (not pickled, not snapshotted)
-                s = state["scratch"] = self._xp.zeros_like(p)
-            s[...] = g
-            s *= g  # s = g^2
-            s *= 1.0 - b2
-            v *= b2
-            v += s  # v = b2 v + (1-b2) g^2
-            g *= 1.0 - b1
+            # measured on NumPy (784-256-256-10): fewer passes beat avoiding temporaries
             m *= b1
-            m += g  # m = b1 m + (1-b1) g
-            s[...] = v
-            s **= 0.5
-            s += eps  # s = sqrt(v) + eps
-            g[...] = m
-            g /= s
-            g *= lr_t
-            p -= g  # p = p - lr_t (m / (sqrt(v) + eps))
+            m += g  # mt = b1 mt + g
+            g *= g
+            v *= b2
+            v += g  # vt = b2 vt + g^2
+            d = xp.sqrt(v)
+            d += eps_t
+            u = m / d
+            u *= lr_t
+            p -= u  # p = p - lr_t mt / (sqrt(vt) + eps')
             return p
-        v = b2 * v + (1.0 - b2) * (g * g)
-        m = b1 * m + (1.0 - b1) * g
+        m = b1 * m + g
+        v = b2 * v + g * g
         state["m"], state["v"] = m, v
-        return p - (m / (v ** 0.5 + eps)) * lr_t
+        return p - (m / (xp.sqrt(v) + eps_t)) * lr_t
 
     def config(self):
         return {"learning_rate": self.learning_rate, "beta_1": self.beta_1, "beta_2": self.beta_2,
