@@ -399,3 +399,35 @@ def test_unexpected_exceptions_are_one_line_too(capsys, monkeypatch):
     assert_one_line_error(err, "internal error RuntimeError: simulated bug", "--debug")
     with pytest.raises(RuntimeError, match="simulated bug"):
         main(["--debug", "train"])
+
+
+def test_ctrl_c_during_training_keeps_the_last_epoch(capsys, monkeypatch, tmp_path, blobs_csv):
+    from xpmlp.network import MLP
+
+    real = MLP._value_and_grad
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3 * 3 + 2:  # 3 batches of 32 per epoch: Ctrl-C in the middle of epoch 4
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MLP, "_value_and_grad", interrupted)
+    model = tmp_path / "m.xpmlp"
+    code, out, err = run(capsys, "train", blobs_csv, "--target", "kind", "--batch-size", "32", "--epochs", "50",
+                         "--save", str(model))
+    assert code == 0, err
+    report = lines_of(out)
+    assert report["epochs"].startswith("epochs    3, ")
+    assert "note      training interrupted during epoch 4" in out
+    assert xpmlp.load(model).n_iter_ == 3
+
+
+def test_ctrl_c_while_reading_data(capsys, monkeypatch, blobs_csv):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datasets, "read_csv", interrupted)
+    code, _, err = run(capsys, "train", blobs_csv)
+    assert code == 130 and err == "xpmlp: interrupted\n"

@@ -138,6 +138,8 @@ def test_saving_something_else_is_a_type_error(tmp_path):
         save({"W": 1}, tmp_path / "x.xpmlp")
     with pytest.raises(IsADirectoryError, match="is a directory"):
         save(xpmlp.MLP([1, 1], ["identity"]), tmp_path)
+    with pytest.raises(FileNotFoundError, match="the directory .*nowhere does not exist"):
+        save(xpmlp.MLP([1, 1], ["identity"]), tmp_path / "nowhere" / "m.xpmlp")
 
 
 def test_string_object_arrays_come_back_as_objects():

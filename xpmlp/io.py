@@ -315,6 +315,8 @@ def save(obj, path, *, metadata: dict | None = None) -> None:
     path = os.fspath(path)
     members = _build_archive(obj, metadata)  # fails before anything touches the disk
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot save to {path}: the directory {directory} does not exist")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory; give a file name such as {os.path.join(path, 'model.xpmlp')}")
     tmp, fd = _open_temp(directory, os.path.basename(path))
