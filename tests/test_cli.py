@@ -257,6 +257,9 @@ def test_plot_writes_a_png(tmp_path):
     loss = [2.3 * 0.9 ** k + 0.05 for k in range(40)]
     plot_curves(loss, [1 - 0.5 * 0.85 ** k for k in range(40)], str(path), classify=True)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot_curves([50 * 0.8 ** k for k in range(30)], [-40 + 41 * (1 - 0.8 ** k) for k in range(30)],
+                str(tmp_path / "r2.png"), classify=False)  # log loss axis, R^2 axis clipped at -1
+    assert (tmp_path / "r2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_without_matplotlib(monkeypatch, tmp_path):
@@ -306,6 +309,7 @@ def test_train_save_plot_and_predict_a_csv(capsys, tmp_path, blobs_csv):
     assert code == 0, err
     report = lines_of(out)
     assert report["data"].endswith("120 samples, 4 features, 3 classes")
+    assert report["target"] == "target    'kind' (given by --target)"
     assert report["split"] == "split     90 train / 30 held out (25%, stratified, seed 1)"
     assert float(report["accuracy"].split()[1]) == 1.0
     assert report["saved"] == f"saved     {model}" and report["plot"] == f"plot      {png}"

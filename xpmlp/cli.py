@@ -225,8 +225,6 @@ def _load_training_data(args) -> tuple[str, np.ndarray, np.ndarray, list[str] | 
         X, y = datasets.load_digits()
         return "digits (bundled with scikit-learn, pixels/16)", X, y, None, None
     table = datasets.read_csv(args.data, args.target, numeric_target=args.task == "regression")
-    if args.target is None:
-        print(f"target    {table.target!r} (the last column; choose another with --target)")
     y = table.y
     if args.task == "classification" and y.dtype.kind == "f":
         example = next(v for v in y if v != round(v))
@@ -349,6 +347,9 @@ def _train(args, out: TextIO) -> int:
     _enable_jax_float64(args)
     what = f"{len(np.unique(y))} classes" if classify else "regression"
     print(f"data      {source}: {X.shape[0]} samples, {X.shape[1]} features, {what}", file=out)
+    if target is not None:
+        how = "given by --target" if args.target is not None else "the last column; choose another with --target"
+        print(f"target    {target!r} ({how})", file=out)
     print(f"split     {len(train_idx)} train / {len(test_idx)} held out ({args.test_size:.0%}"
           f"{', stratified' if classify else ''}, seed {args.seed})", file=out)
     print(f"model     {type(est).__name__}(hidden_layer_sizes={args.hidden})", file=out)
@@ -417,10 +418,11 @@ def plot_curves(loss_curve: Sequence[float], scores: Sequence[float], path: str,
     ax = axes[0, 0]
     ax.plot(epochs, loss_curve, color="tab:blue")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (mean cost + L2 penalty)")
     ax.set_title("Training loss")
-    if min(loss_curve) > 0 and max(loss_curve) / min(loss_curve) > 50:
+    log = min(loss_curve) > 0 and max(loss_curve) / min(loss_curve) > 50
+    if log:
         ax.set_yscale("log")
+    ax.set_ylabel(f"training loss (mean cost + L2 penalty){', log scale' if log else ''}")
     ax.grid(alpha=0.3)
     if panels == 2:
         ax = axes[0, 1]
@@ -429,6 +431,9 @@ def plot_curves(loss_curve: Sequence[float], scores: Sequence[float], path: str,
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"held-out {name}")
         ax.set_title(f"Held-out {name} (best {max(scores):.4f})")
+        if min(scores) < -1.0:  # an R^2 far below 0 in the first epochs would flatten the rest
+            ax.set_ylim(bottom=-1.0, top=max(1.0, max(scores)) + 0.02)
+            ax.set_ylabel(f"held-out {name} (clipped at -1)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
