@@ -23,7 +23,6 @@ difference in float64.
 
 from __future__ import annotations
 
-import array_api_compat
 import numpy as np
 
 import xpmlp
@@ -137,7 +136,7 @@ def main(argv=None) -> None:
 
     print("SOFTMAX JACOBIAN  (seed 002: da_j/dz_i = a_i (delta_ij - a_j)), for the first example")
     a = A_L[:, 0:1]                                    # (n, 1), one column
-    eye = xp.eye(SIZES[-1], dtype=a.dtype, device=array_api_compat.device(a))
+    eye = on(net, np.eye(SIZES[-1]))                  # made on the host, moved to the network's device
     jac = eye * a - a @ a.T                            # jac[i, j] = da_j/dz_i: diag(a) - a a^T
     dA_L = net.loss.gradient(A_L, Y, xp=xp)            # dJ/dA[L] = -Y / A[L] / m, the loss alone
     dz = jac @ dA_L[:, 0:1]                            # eq. 18: dJ/dz_i = sum_j (da_j/dz_i) dJ/da_j
