@@ -103,6 +103,16 @@ def _copy_params(xp, params):
     return [(xp.asarray(W, copy=True), xp.asarray(b, copy=True)) for W, b in params]
 
 
+def _sum_of_squares(xp, params):
+    """``sum_l ||W[l]||^2`` as a 0-d array: a dot product of the flattened weights (one pass, no copy)."""
+    total = None
+    for W, _ in params:
+        w = xp.reshape(W, (-1,))
+        sq = xp.vecdot(w, w)
+        total = sq if total is None else total + sq
+    return total
+
+
 def _all_finite(xp, params) -> bool:
     return all(bool(xp.all(xp.isfinite(W))) and bool(xp.all(xp.isfinite(b))) for W, b in params)
 
@@ -202,7 +212,7 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
                 J, grads = net._value_and_grad(Xb.T, Yb.T, params)
                 cost = J * mb
                 if alpha:
-                    cost = cost + (0.5 * alpha) * sum(xp.sum(W * W) for W, _ in params)
+                    cost = cost + (0.5 * alpha) * _sum_of_squares(xp, params)
                 total = cost if total is None else total + cost
                 params = optimizer.step(params, grads, l2=alpha / mb)
             loss = float(total) / n
