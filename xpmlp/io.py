@@ -16,7 +16,12 @@ A ZIP archive, readable by ``numpy.load(path, allow_pickle=False)`` like an
     ``_get_state()`` meta), "arrays": {name: {"dtype", "shape", "restore"}},
     "metadata": {...} (free JSON given to :func:`save`)}``.
     A network is described by ``sizes``, ``activations`` (``[{"name",
-    "config"}]``), ``loss``, ``dtype`` and ``follows_arrays``.
+    "config"}]``), ``loss``, ``dtype`` and ``follows_arrays``. An estimator's
+    ``state`` is what its ``_get_state()`` gives: the class name, ``get_params()``,
+    the architecture (``sizes``, ``activations``, ``activation_configs``,
+    ``loss``, ``dtype``), the fitted attributes (``loss_curve_``, ``n_iter_``, ...)
+    and, for a classifier, ``classes_`` as a JSON list with its NumPy dtype
+    string ``classes_dtype`` (ints, floats, bools and strings come back as they were).
 ``<name>.npy`` (one per array)
     Written by :func:`numpy.lib.format.write_array` with ``allow_pickle=False``:
     numbers, booleans and fixed-width unicode only. A network's weights are
@@ -26,9 +31,16 @@ A ZIP archive, readable by ``numpy.load(path, allow_pickle=False)`` like an
     unicode with ``"restore": "object"`` and come back as object arrays.
 
 The ZIP's CRC-32 of every member is checked on reading, every array is
-checked against its recorded dtype and shape, and any problem with the file
-(empty, truncated, corrupt, not an xpmlp file, written by a newer xpmlp)
-raises :class:`ModelFileError`, a ``ValueError`` that names the path.
+checked against its recorded dtype and shape and against the architecture,
+and any problem with the file (empty, truncated, corrupt, not an xpmlp file,
+written by a newer format version, an activation or loss not registered here)
+raises :class:`ModelFileError`, a ``ValueError`` that names the path. Only
+xpmlp's own classes are ever instantiated from a file: ``kind`` is looked up
+among ``MLP`` and the public estimators of :mod:`xpmlp.estimators`.
+
+``load(path)`` puts the model back on the backend and device it was saved
+from when they are usable here, otherwise on NumPy with a ``RuntimeWarning``
+(as unpickling does); ``backend=``/``device=`` choose explicitly.
 
 Writes are atomic: the archive goes to a temporary file in the target's
 directory, is flushed and ``fsync``-ed, then renamed over the target with
