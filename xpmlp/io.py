@@ -21,7 +21,8 @@ A ZIP archive, readable by ``numpy.load(path, allow_pickle=False)`` like an
     the architecture (``sizes``, ``activations``, ``activation_configs``,
     ``loss``, ``dtype``), the fitted attributes (``loss_curve_``, ``n_iter_``, ...)
     and, for a classifier, ``classes_`` as a JSON list with its NumPy dtype
-    string ``classes_dtype`` (ints, floats, bools and strings come back as they were).
+    string ``classes_dtype`` (ints, floats and bools come back with their dtype,
+    strings as unicode strings, also when they were an object array).
 ``<name>.npy`` (one per array)
     Written by :func:`numpy.lib.format.write_array` with ``allow_pickle=False``:
     numbers, booleans and fixed-width unicode only. A network's weights are
