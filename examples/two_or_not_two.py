@@ -8,6 +8,8 @@ cross-entropy pair up, so the backward pass starts from dZ[L] = (A[L] - Y) / m.
 Data: the 1,797 bundled digits (pixels / 16, one column per image), 25% held
 out, stratified. Only about one image in ten is a 2, so "always say not 2"
 already scores 90%: look at the confusion matrix, not only at the accuracy.
+The held-out cost jumps now and then: that is the noise of stochastic gradient
+descent at a constant learning rate (try --lr 0.1 --epochs 60 for a smoother curve).
 
     python examples/two_or_not_two.py
     python examples/two_or_not_two.py --backend jax --epochs 50 --out two.png

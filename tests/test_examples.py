@@ -60,10 +60,11 @@ XOR_TABLE = """\
 """
 
 
-@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
-def test_xor(tmp_path, backend):
+@pytest.mark.parametrize("backend, dtype", [("numpy", "float64"), ("numpy", "float32"),
+                                            ("array_api_strict", "float64")])
+def test_xor(tmp_path, backend, dtype):
     png = tmp_path / "xor.png"
-    args = ["--backend", backend, "--out", str(png)]
+    args = ["--backend", backend, "--dtype", dtype, "--out", str(png)]
     if backend == "array_api_strict":  # a second device: an array created without device= would fail
         args += ["--device", "device1"]
     out = run_example("xor", *args, cwd=tmp_path)
