@@ -200,9 +200,22 @@ def test_early_stopping_keeps_the_best_validation_score(backend, rng):
     # the restored parameters are the best epoch's: its validation score is recomputed here
     rng_split = np.random.default_rng(0)
     xpmlp.MLP([4, 6, 3], ["relu", "softmax"], "cross_entropy", seed=rng_split)  # the seed draws weights first
-    val = np.sort(rng_split.permutation(60)[:15])
+    perm = rng_split.permutation(60)
+    val = np.sort(np.concatenate([perm[y[perm] == c][:5] for c in range(3)]))  # stratified: 25% of each class
     assert clf.score(backend.asarray(X[val]), backend.asarray(y[val], "int64")) == pytest.approx(
         clf.best_validation_score_)
+
+
+def test_save_and_load(backend, rng, tmp_path):
+    X, y = _blobs(rng)
+    clf = MLPClassifier(**SMALL).fit(backend.asarray(X), np.array(["x", "y", "z"])[y])
+    path = tmp_path / "model.xpmlp"
+    clf.save(path)
+    back = xpmlp.load(path)
+    assert type(back) is MLPClassifier and back.backend_ == backend.name
+    np.testing.assert_array_equal(back.predict(backend.asarray(X)), clf.predict(backend.asarray(X)))
+    np.testing.assert_array_equal(back.coefs_[0], clf.coefs_[0])
+    assert back.loss_curve_ == clf.loss_curve_ and back.n_iter_ == clf.n_iter_
 
 
 def test_non_finite_loss_keeps_a_usable_model(backend, rng):

@@ -322,7 +322,7 @@ class _BaseMLP(_BaseEstimator):
                 self._rng_ = None
             X, _ = self._check_X(X, fitting=True)
             xp, device = array_api_compat.array_namespace(X), array_api_compat.device(X)
-            Y = self._encode_targets(y, X.shape[0], xp, device, X.dtype, first=first, classes=classes,
+            Y, strata = self._encode_targets(y, X.shape[0], xp, device, X.dtype, first=first, classes=classes,
                                      incremental=incremental)
             if first:
                 self._new_network(X.shape[1], Y.shape[1], *self._output_layer(), xp, device)
@@ -335,7 +335,7 @@ class _BaseMLP(_BaseEstimator):
                                  max_iter=self.max_iter)
         validation_score = None
         if self.early_stopping:
-            X, Y, validation_score = self._split_validation(X, Y, rng)
+            X, Y, validation_score = self._split_validation(X, Y, rng, strata)
         history = train(self.net_, X, Y, optimizer=self.optimizer_,
                         max_iter=1 if incremental else self.max_iter, batch_size=self.batch_size,
                         shuffle=bool(self.shuffle), alpha=0.0 if self.solver == "adamw" else float(self.alpha),
@@ -356,17 +356,31 @@ class _BaseMLP(_BaseEstimator):
         self.validation_scores_ = list(history.validation_scores) if self.early_stopping else None
         self.best_validation_score_ = history.best_validation_score if self.early_stopping else None
 
-    def _split_validation(self, X, Y, rng):
-        """Hold out ``validation_fraction`` of the rows (chosen on the host) for early stopping."""
+    def _split_validation(self, X, Y, rng, strata=None):
+        """Hold out ``validation_fraction`` of the rows (chosen on the host) for early stopping.
+
+        ``strata`` (host ints, one per row; the class of each sample for single-label
+        classification) makes the split stratified: each class gives its share.
+        """
         n = X.shape[0]
-        n_val = int(math.ceil(self.validation_fraction * n))
-        if n_val < 1 or n - n_val < 1:
-            raise ValueError(f"validation_fraction={self.validation_fraction} leaves {n - n_val} training and "
-                             f"{n_val} validation samples out of {n}; both need at least 1")
-        xp, device = array_api_compat.array_namespace(X), array_api_compat.device(X)
         perm = rng.permutation(n)
-        val = xp.asarray(np.sort(perm[:n_val]), device=device)
-        tr = xp.asarray(np.sort(perm[n_val:]), device=device)
+        if strata is None:
+            n_val = int(math.ceil(self.validation_fraction * n))
+            val_idx, train_idx = perm[:n_val], perm[n_val:]
+        else:
+            val_parts, train_parts = [], []
+            for c in np.unique(strata):
+                members = perm[strata[perm] == c]  # this class's rows, in random order
+                k = min(int(round(self.validation_fraction * len(members))), len(members) - 1)
+                val_parts.append(members[:k])
+                train_parts.append(members[k:])
+            val_idx, train_idx = np.concatenate(val_parts), np.concatenate(train_parts)
+        if len(val_idx) < 1 or len(train_idx) < 1:
+            raise ValueError(f"validation_fraction={self.validation_fraction} leaves {len(train_idx)} training and "
+                             f"{len(val_idx)} validation samples out of {n}; both need at least 1")
+        xp, device = array_api_compat.array_namespace(X), array_api_compat.device(X)
+        val = xp.asarray(np.sort(val_idx), device=device)
+        tr = xp.asarray(np.sort(train_idx), device=device)
         X_val, Y_val = xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
 
         def validation_score() -> float:
@@ -660,8 +674,9 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
         return "softmax", "cross_entropy"
 
     def _encode_targets(self, y, n, xp, device, dtype, *, first, classes, incremental):
-        """Labels to ``Y: (n_samples, n_outputs)`` on the device: 0/1 for binary and multilabel,
-        one-hot for multiclass."""
+        """Labels to ``Y: (n_samples, n_outputs)`` on the device (0/1 for binary and multilabel,
+        one-hot for multiclass), and the class index of each sample on the host (None for
+        multilabel), which stratifies the validation split."""
         y = _host(y)
         if y.shape[0] != n:
             raise ValueError(f"X has {n} samples but y has {y.shape[0]}")
@@ -718,7 +733,8 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
             else:
                 Y = np.zeros((n, len(self.classes_)), dtype=self.dtype)
                 Y[np.arange(n), index] = 1.0
-        return backends.to_backend(Y, xp, device)
+        strata = None if self._multilabel else np.searchsorted(self.classes_, y)
+        return backends.to_backend(Y, xp, device), strata
 
     def _device_score(self, A, Y):
         """Accuracy on the device (validation during early stopping): ``A, Y: (n_outputs, m)``."""
@@ -815,7 +831,8 @@ class MLPRegressor(_RegressorMixin, _BaseMLP):
         return "identity", "squared_error"
 
     def _encode_targets(self, y, n, xp, device, dtype, *, first, classes, incremental):
-        """Targets to ``Y: (n_samples, n_targets)`` on the device, in the model's dtype."""
+        """Targets to ``Y: (n_samples, n_targets)`` on the device, in the model's dtype (and None:
+        no strata for the validation split)."""
         if _namespace_of(y)[0] is None:
             y = np.asarray(y)
         if isinstance(y, np.ndarray) and y.dtype.kind in "OUS":
@@ -837,7 +854,7 @@ class MLPRegressor(_RegressorMixin, _BaseMLP):
             self._y_1d = y1d
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} targets but the model was fitted with {self.n_outputs_}")
-        return Y
+        return Y, None
 
     def _device_score(self, A, Y):
         """R^2 averaged over the targets, on the device: ``A, Y: (n_targets, m)``."""
