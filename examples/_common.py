@@ -40,7 +40,11 @@ def parser(description: str, out: str | None, several_backends: bool = False) ->
 
 
 def prepare_backend(name: str, dtype: str) -> None:
-    """JAX computes in float32 unless told otherwise: turn on x64 for a float64 run."""
+    """Check that the backend is installed (one line, no traceback, if not); JAX: x64 for float64."""
+    try:
+        backends.get_namespace(name)
+    except ImportError as exc:
+        raise SystemExit(str(exc)) from None
     if name == "jax" and dtype == "float64":
         import jax
 

@@ -44,6 +44,8 @@ def pick_backends(spec: str) -> list[str]:
         unknown = [n for n in names if n not in BACKENDS]
         if unknown:
             raise SystemExit(f"unknown backend(s) {unknown}; expected names from {BACKENDS}")
+        for name in names:
+            prepare_backend(name, "float32")  # exits with the install hint if one is missing
         return names
     report = backends.available_backends()
     chosen = []
