@@ -225,6 +225,8 @@ def test_non_finite_loss_keeps_a_usable_model(backend, rng):
     with np.errstate(all="ignore"), pytest.raises(NonFiniteLossError, match="smaller learning_rate_init"):
         reg.fit(backend.asarray(X), backend.asarray(Y * 100))
     assert all(np.isfinite(W).all() for W in reg.coefs_ + reg.intercepts_)
+    assert len(reg.loss_curve_) == reg.n_iter_ and all(np.isfinite(reg.loss_curve_))
+    assert np.isfinite(backend.to_numpy(reg.predict(backend.asarray(X)))).all()
 
 
 def test_keyboard_interrupt_keeps_a_usable_model(backend, rng, monkeypatch):

@@ -336,14 +336,20 @@ class _BaseMLP(_BaseEstimator):
         validation_score = None
         if self.early_stopping:
             X, Y, validation_score = self._split_validation(X, Y, rng, strata)
-        history = train(self.net_, X, Y, optimizer=self.optimizer_,
-                        max_iter=1 if incremental else self.max_iter, batch_size=self.batch_size,
-                        shuffle=bool(self.shuffle), alpha=0.0 if self.solver == "adamw" else float(self.alpha),
-                        rng=rng, schedule=schedule, tol=float(self.tol), n_iter_no_change=self.n_iter_no_change,
-                        validation_score=validation_score, history=self.history_,
-                        check_convergence=not incremental, verbose=bool(self.verbose))
-        history.best_params = None  # restored already; no device arrays kept beyond fit
-        self._set_history(history)
+        history = self.history_
+        if not incremental:
+            # a (warm-started) fit counts its own stalls and restores its own best epoch
+            history.no_improvement_count = 0
+            history.best_validation_score = None
+        try:
+            train(self.net_, X, Y, optimizer=self.optimizer_, max_iter=1 if incremental else self.max_iter,
+                  batch_size=self.batch_size, shuffle=bool(self.shuffle),
+                  alpha=0.0 if self.solver == "adamw" else float(self.alpha), rng=rng, schedule=schedule,
+                  tol=float(self.tol), n_iter_no_change=self.n_iter_no_change, validation_score=validation_score,
+                  history=history, check_convergence=not incremental, verbose=bool(self.verbose))
+        finally:  # also after a NonFiniteLossError: the model and its history stay consistent
+            history.best_params = None  # restored already; no device arrays kept beyond fit
+            self._set_history(history)
         return self
 
     def _set_history(self, history: History) -> None:
@@ -379,8 +385,8 @@ class _BaseMLP(_BaseEstimator):
             raise ValueError(f"validation_fraction={self.validation_fraction} leaves {len(train_idx)} training and "
                              f"{len(val_idx)} validation samples out of {n}; both need at least 1")
         xp, device = array_api_compat.array_namespace(X), array_api_compat.device(X)
-        val = xp.asarray(np.sort(val_idx), device=device)
-        tr = xp.asarray(np.sort(train_idx), device=device)
+        val = backends.to_backend(np.sort(val_idx), xp, device)
+        tr = backends.to_backend(np.sort(train_idx), xp, device)
         X_val, Y_val = xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
 
         def validation_score() -> float:
@@ -602,6 +608,10 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
         ``min(200, n_samples)`` for ``"auto"``.
     learning_rate : {"constant", "invscaling", "adaptive", "cosine"}, default "constant"
         The schedule (for every solver, unlike scikit-learn where it applies to "sgd" only).
+        ``"adaptive"``: when the loss (or validation score) has not improved by ``tol`` for
+        more than ``n_iter_no_change`` epochs, divide the learning rate by 5 instead of
+        stopping, until it is at most 1e-6 (scikit-learn's code; its docs say "two epochs",
+        which is ``n_iter_no_change=2``). ``"cosine"`` decays to 0 over ``max_iter`` epochs.
     learning_rate_init : float, default 1e-3
     power_t : float, default 0.5
         Exponent of ``"invscaling"``.
@@ -640,6 +650,7 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
     n_features_in_, n_outputs_, n_layers_ : int
     out_activation_ : str
     loss_, best_loss_ : float
+        The last and the lowest training cost (with the L2 term; kept with early stopping too).
     loss_curve_ : list of float
     validation_scores_, best_validation_score_ : list of float, float (early stopping) or None
     n_iter_ : int

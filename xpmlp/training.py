@@ -28,6 +28,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from . import backends
 from .network import MLP
 from .optimizers import Constant, Optimizer, Schedule
 
@@ -200,7 +201,7 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         params_at_start = _copy_params(xp, params)
         optimizer_at_start = optimizer.snapshot()
         try:
-            idx = xp.asarray(rng.permutation(n), device=device) if shuffle else None
+            idx = backends.to_backend(rng.permutation(n), xp, device) if shuffle else None
             total = None
             for sl in slices:
                 if idx is None:
