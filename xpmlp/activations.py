@@ -155,8 +155,11 @@ class ReLU(Elementwise):
     def forward(self, Z, *, xp):
         return xp.maximum(Z, 0.0)
 
-    def vjp(self, Z, A, dA, *, xp):
-        return xp.where(Z > 0.0, dA, 0.0)
+    def derivative(self, Z, A, *, xp):
+        # dZ = dA * g'(Z) with g' a 0/1 mask: on NumPy the multiply is ~9x faster than
+        # where(Z > 0, dA, 0) (branchy on random signs): a W1 step 10% faster (bench/NOTES.md).
+        # (An infinite dA where Z <= 0 gives NaN here rather than 0; training has diverged then anyway.)
+        return xp.astype(Z > 0.0, Z.dtype)
 
 
 class LeakyReLU(Elementwise):
