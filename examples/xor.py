@@ -13,7 +13,8 @@ that is W[1] = [[1, 1], [-1, -1]], b[1] = [[-0.5], [1.5]], W[2] = [[1, 1]], b[2]
 
 Then the same kind of network with smooth activations (tanh hidden, sigmoid
 output, binary cross-entropy) is trained from a seed by plain gradient descent,
-W <- W - lr dW and b <- b - lr db, with the gradients of ``net.gradients``.
+W <- W - lr dW and b <- b - lr db, with the gradients of ``net.gradients``
+(or, with ``--optimizer adam``, by one of xpmlp's optimizers: ``opt.step(params, grads)``).
 
 Two hidden units are enough in principle, but gradient descent from a random
 start often stalls in a local minimum with them (on this problem, 2000 full-batch
@@ -72,13 +73,19 @@ def train(args) -> xpmlp.MLP:
     net = xpmlp.MLP([2, args.hidden, 1], [args.activation, "sigmoid"], "binary_cross_entropy",
                     backend=args.backend, device=args.device, dtype=args.dtype, seed=args.seed)
     X, Y = on(net, X_HOST), on(net, Y_HOST)
-    print(f"\nTraining {net}\nwith gradient descent, lr = {args.lr}, {args.steps} full-batch steps")
+    method = "plain gradient descent" if args.optimizer == "gd" else f"xpmlp's {args.optimizer!r} optimizer"
+    print(f"\nTraining {net}\nwith {method}, lr = {args.lr}, {args.steps} full-batch steps")
+    opt = None if args.optimizer == "gd" else xpmlp.make_optimizer(args.optimizer, learning_rate=args.lr)
     for step in range(args.steps + 1):
         J, grads = net.gradients(X, Y)
         if step % (args.steps // 4) == 0:
             print(f"  step {step:5d}   J = {float(J):.6f}")
-        if step < args.steps:
+        if step == args.steps:
+            break
+        if opt is None:  # the seeds' update, W <- W - lr dW and b <- b - lr db
             net.params = [(W - args.lr * dW, b - args.lr * db) for (W, b), (dW, db) in zip(net.params, grads)]
+        else:            # the same step through one of xpmlp's optimizers
+            net.params = opt.step(list(net.params), grads)
     np.set_printoptions(precision=3, suppress=True)
     for l, (W, b) in enumerate(net.params, start=1):
         print(f"learned W[{l}] =\n{to_numpy(W)}\nlearned b[{l}] =\n{to_numpy(b)}")
@@ -123,7 +130,9 @@ def main(argv=None) -> None:
     p.add_argument("--hidden", type=int, default=4, help="hidden units of the trained network (default: 4)")
     p.add_argument("--activation", default="tanh", choices=["tanh", "sigmoid"],
                    help="hidden activation of the trained network (default: tanh)")
-    p.add_argument("--lr", type=float, default=1.0, help="learning rate (default: 1.0)")
+    p.add_argument("--optimizer", default="gd", choices=["gd", "sgd", "adam", "adamw"],
+                   help="gd: the loop's own W <- W - lr dW (default); else xpmlp.make_optimizer(NAME)")
+    p.add_argument("--lr", type=float, default=1.0, help="learning rate (default: 1.0; try 0.05 with adam)")
     p.add_argument("--steps", type=int, default=2000, help="gradient-descent steps (default: 2000)")
     args = p.parse_args(argv)
     if args.quick:

@@ -60,11 +60,15 @@ XOR_TABLE = """\
 """
 
 
-@pytest.mark.parametrize("backend, dtype", [("numpy", "float64"), ("numpy", "float32"),
-                                            ("array_api_strict", "float64")])
-def test_xor(tmp_path, backend, dtype):
+@pytest.mark.parametrize("backend, dtype, extra", [
+    ("numpy", "float64", []),
+    ("numpy", "float32", []),
+    ("array_api_strict", "float64", []),
+    ("numpy", "float64", ["--optimizer", "adam", "--lr", "0.05"]),  # xpmlp's optimizer instead of the loop's
+])
+def test_xor(tmp_path, backend, dtype, extra):
     png = tmp_path / "xor.png"
-    args = ["--backend", backend, "--dtype", dtype, "--out", str(png)]
+    args = ["--backend", backend, "--dtype", dtype, "--out", str(png), *extra]
     if backend == "array_api_strict":  # a second device: an array created without device= would fail
         args += ["--device", "device1"]
     out = run_example("xor", *args, cwd=tmp_path)
