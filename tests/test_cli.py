@@ -435,3 +435,26 @@ def test_ctrl_c_while_reading_data(capsys, monkeypatch, blobs_csv):
     monkeypatch.setattr(datasets, "read_csv", interrupted)
     code, _, err = run(capsys, "train", blobs_csv)
     assert code == 130 and err == "xpmlp: interrupted\n"
+
+
+@pytest.mark.filterwarnings("ignore::xpmlp.training.ConvergenceWarning")
+def test_threads_limits_blas_and_torch_during_training(capsys, monkeypatch, blobs_csv):
+    torch = pytest.importorskip("torch")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from xpmlp.network import MLP
+
+    seen = []
+    real_step = MLP._value_and_grad
+
+    def recording(self, *args, **kwargs):
+        blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+        seen.append((torch.get_num_threads(), blas))
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(MLP, "_value_and_grad", recording)
+    before = torch.get_num_threads()
+    code, out, err = run(capsys, "train", blobs_csv, "--target", "kind", "--epochs", "2", "--backend", "torch",
+                         "--threads", "1")
+    assert code == 0, err
+    assert seen and all(t == 1 and all(n == 1 for n in blas) for t, blas in seen)
+    assert torch.get_num_threads() == before
