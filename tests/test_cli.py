@@ -89,6 +89,8 @@ def test_no_command_prints_help_and_version(capsys):
     assert code == 0 and "train" in out and "predict" in out and "info" in out
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.strip() == f"xpmlp {xpmlp.__version__}"
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0 and "25% held out" in out and "--threads N" in out
 
 
 # ------------------------------------------------------------------ option errors

@@ -96,11 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train a model (no DATA: the digits bundled with scikit-learn)",
         description="Train an MLPClassifier (or MLPRegressor with --task regression), report its held-out "
-                    "score. Without DATA: the 8x8 digits bundled with scikit-learn, pixels/16, 25%% held out.")
+                    "score. Without DATA: the 8x8 digits bundled with scikit-learn, pixels/16, 25% held out.")
     train.add_argument("data", nargs="?", metavar="DATA.csv",
                        help="a numeric CSV file with a header row (default: the bundled digits)")
     train.add_argument("--target", metavar="COL", help="the label/target column (default: the last column)")
-    train.add_argument("--task", choices=["classification", "regression"], default="classification")
+    train.add_argument("--task", choices=["classification", "regression"], default="classification",
+                       help="MLPClassifier (default) or MLPRegressor")
     train.add_argument("--hidden", type=_hidden_sizes, default=(128,), metavar="N[,N...]",
                        help="hidden layer widths (default: 128)")
     train.add_argument("--activation", metavar="NAME", help="hidden activation (default: relu)")
