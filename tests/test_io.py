@@ -177,6 +177,17 @@ def test_interrupted_save_keeps_the_previous_file(tmp_path, saved, monkeypatch, 
     assert sorted(os.listdir(tmp_path)) == ["model.xpmlp"]
 
 
+def test_save_through_a_symbolic_link_replaces_its_target(tmp_path, net):
+    real = tmp_path / "models" / "v1.xpmlp"
+    real.parent.mkdir()
+    link = tmp_path / "current.xpmlp"
+    link.symlink_to(real)
+    save(net, link)
+    assert link.is_symlink() and real.is_file()
+    _assert_same_params(net, load(link))
+    assert sorted(os.listdir(real.parent)) == ["v1.xpmlp"]
+
+
 def test_failed_rename_leaves_no_temp_file(tmp_path, net, monkeypatch):
     def no_rename(src, dst):
         raise PermissionError(f"cannot rename {src}")

@@ -327,7 +327,8 @@ def save(obj, path, *, metadata: dict | None = None) -> None:
     """
     path = os.fspath(path)
     members = _build_archive(obj, metadata)  # fails before anything touches the disk
-    directory = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)  # through a symbolic link: replace the file it points to
+    directory = os.path.dirname(target)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save to {path}: the directory {directory} does not exist")
     if os.path.isdir(path):
@@ -343,7 +344,7 @@ def save(obj, path, *, metadata: dict | None = None) -> None:
                     archive.writestr(info, data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
