@@ -34,10 +34,10 @@ PLAN = {
     "full": {"W1": (24, 10, 5), "W2": (6, 10, 3), "W3": (125, 15, 50), "W4": (2, 8, 3)},
 }
 DEFAULT_CONTENDERS = {
-    "cpu": ["xpmlp-numpy", "xpmlp-torch", "xpmlp-jax", "torch-eager", "torch-fused-adam", "torch-compile",
-            "sklearn", "floor-numpy", "floor-torch"],
-    "gpu": ["xpmlp-cupy", "xpmlp-torch", "xpmlp-jax", "torch-eager", "torch-fused-adam", "torch-compile",
-            "floor-cupy", "floor-torch"],
+    "cpu": ["xpmlp-numpy", "xpmlp-numpy-train", "xpmlp-torch", "xpmlp-jax", "torch-eager", "torch-fused-adam",
+            "torch-compile", "sklearn", "floor-numpy", "floor-torch"],
+    "gpu": ["xpmlp-cupy", "xpmlp-cupy-train", "xpmlp-torch", "xpmlp-jax", "torch-eager", "torch-fused-adam",
+            "torch-compile", "floor-cupy", "floor-torch"],
 }
 EVAL_ROWS = 8192
 
