@@ -394,12 +394,55 @@ def test_digits_quality_bar():
 
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X / 16, y, test_size=0.25, stratify=y, random_state=0)
-    start = time.perf_counter()
-    clf = MLPClassifier(hidden_layer_sizes=(128,), random_state=0, max_iter=300).fit(X_train, y_train)
-    elapsed = time.perf_counter() - start
+    from sklearn.neural_network import MLPClassifier as SklearnMLP
+
+    fitted = {}
+    for name, cls in (("xpmlp", MLPClassifier), ("scikit-learn", SklearnMLP)):  # side by side, one run
+        start = time.perf_counter()
+        model = cls(hidden_layer_sizes=(128,), random_state=0, max_iter=300).fit(X_train, y_train)
+        elapsed = time.perf_counter() - start
+        fitted[name] = model
+        print(f"digits, {name}: held-out accuracy {model.score(X_test, y_test):.4f}, fit {elapsed:.2f} s, "
+              f"{model.n_iter_} epochs")
+    clf = fitted["xpmlp"]
     accuracy = clf.score(X_test, y_test)
-    print(f"digits: held-out accuracy {accuracy:.4f}, fit {elapsed:.2f} s, {clf.n_iter_} epochs")
     assert accuracy >= 0.975
     assert clf.backend_ == "numpy"
     with pytest.warns(ConvergenceWarning):
         MLPClassifier(hidden_layer_sizes=(8,), random_state=0, max_iter=2).fit(X_train, y_train)
+
+
+def test_works_without_scikit_learn():
+    """scikit-learn is optional: the fallback base gives get_params, set_params, repr and score."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["sklearn"] = None  # as if it were not installed
+import warnings
+import numpy as np
+from xpmlp import MLPClassifier, MLPRegressor
+from xpmlp.estimators import NotFittedError
+warnings.simplefilter("ignore")
+clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+assert clf.get_params()["alpha"] == 1e-4 and clf.set_params(alpha=0.1) is clf and clf.alpha == 0.1
+assert repr(clf) == "MLPClassifier(alpha=0.1, hidden_layer_sizes=(4,), max_iter=3, random_state=0)", repr(clf)
+try:
+    clf.set_params(alfa=1)
+except ValueError as exc:
+    assert "invalid parameter 'alfa'" in str(exc)
+else:
+    raise AssertionError("no error")
+try:
+    clf.predict(np.zeros((1, 3)))
+except NotFittedError:
+    pass
+X = np.random.default_rng(0).standard_normal((20, 3))
+assert 0 <= clf.fit(X, np.arange(20) % 2).score(X, np.arange(20) % 2) <= 1
+assert MLPRegressor(max_iter=2).fit(X, X[:, 0]).predict(X).shape == (20,)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -115,7 +115,12 @@ def _sum_of_squares(xp, params):
 
 
 def _all_finite(xp, params) -> bool:
-    return all(bool(xp.all(xp.isfinite(W))) and bool(xp.all(xp.isfinite(b))) for W, b in params)
+    """Whether every parameter is finite: one host read for all of them."""
+    ok = None
+    for W, b in params:
+        both = xp.logical_and(xp.all(xp.isfinite(W)), xp.all(xp.isfinite(b)))
+        ok = both if ok is None else xp.logical_and(ok, both)
+    return bool(ok)
 
 
 def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_size: int | str = "auto",
