@@ -215,3 +215,25 @@ def test_mismatched_rows_raise(rng):
     X, Y = _data(rng)
     with pytest.raises(ValueError, match="X has 23 samples but Y has 22"):
         train(_net(case), case.asarray(X), case.asarray(Y[:-1]), optimizer=Adam(0.01))
+
+
+def test_no_host_sync_per_step(rng, monkeypatch):
+    """Reads of device values (float, bool, int, item) happen per epoch, never per batch (torch)."""
+    torch = pytest.importorskip("torch")
+    case = _case("torch")
+    X, Y = _data(rng, n=60)
+    net = _net(case)
+    Xd, Yd = case.asarray(X), case.asarray(Y)
+    reads = []
+    for name in ("__float__", "__bool__", "__int__", "item", "tolist", "numpy", "cpu"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    train(net, Xd, Yd, optimizer=Adam(0.01), max_iter=3, batch_size=4, alpha=1e-3,
+          rng=np.random.default_rng(0), check_convergence=False)
+    # 15 batches per epoch; per epoch exactly one read of the loss and one of the parameters' finiteness
+    assert reads == ["__float__", "__bool__"] * 3
