@@ -446,3 +446,29 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("constant", lambda lr0, t, n_iter: lr0),
+    ("invscaling", lambda lr0, t, n_iter: lr0 / (t + 1) ** 0.5),
+    ("cosine", lambda lr0, t, n_iter: lr0 * 0.5 * (1 + np.cos(np.pi * n_iter / 3))),  # 0 after max_iter
+])
+def test_learning_rate_schedules_drive_the_optimizer(schedule, expected, rng):
+    X, y = _blobs(rng)
+    clf = MLPClassifier(**dict(SMALL, max_iter=3), solver="sgd", learning_rate=schedule,
+                        learning_rate_init=0.1).fit(X, y)
+    assert clf.n_iter_ == 3
+    assert clf.optimizer_.learning_rate == pytest.approx(expected(0.1, clf.t_, clf.n_iter_), abs=1e-12)
+
+
+def test_solvers(rng):
+    X, y = _blobs(rng)
+    sgd = MLPClassifier(**SMALL, solver="sgd", momentum=0.5, nesterovs_momentum=False).fit(X, y)
+    assert type(sgd.optimizer_).__name__ == "SGD" and sgd.optimizer_.momentum == 0.5 and not sgd.optimizer_.nesterov
+    adamw = MLPClassifier(**SMALL, solver="adamw", alpha=0.3, beta_1=0.8).fit(X, y)
+    assert type(adamw.optimizer_).__name__ == "AdamW" and adamw.optimizer_.weight_decay == 0.3
+    assert adamw.optimizer_.beta_1 == 0.8
+    # adamw's alpha decays the weights instead of entering the cost: no L2 term in its loss
+    adam_no_l2 = MLPClassifier(**SMALL, solver="adam", alpha=0.0).fit(X, y)
+    adamw_no_decay = MLPClassifier(**SMALL, solver="adamw", alpha=0.0).fit(X, y)
+    np.testing.assert_allclose(adamw_no_decay.loss_curve_, adam_no_l2.loss_curve_, rtol=1e-6)
