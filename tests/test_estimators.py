@@ -461,6 +461,27 @@ def test_learning_rate_schedules_drive_the_optimizer(schedule, expected, rng):
     assert clf.optimizer_.learning_rate == pytest.approx(expected(0.1, clf.t_, clf.n_iter_), abs=1e-12)
 
 
+
+def test_warm_started_cosine_decays_over_its_own_epochs(rng, monkeypatch):
+    from xpmlp.optimizers import Cosine
+
+    X, y = _blobs(rng)
+    clf = MLPClassifier(**dict(SMALL, max_iter=3), solver="sgd", learning_rate="cosine", learning_rate_init=0.1,
+                        warm_start=True).fit(X, y)
+    rates = []
+    epoch_end = Cosine.epoch_end
+
+    def recording(self, optimizer, **kw):
+        epoch_end(self, optimizer, **kw)
+        rates.append(optimizer.learning_rate)
+
+    monkeypatch.setattr(Cosine, "epoch_end", recording)
+    clf.set_params(max_iter=4).fit(X, y)
+    assert clf.n_iter_ == 7
+    np.testing.assert_allclose(rates, [0.1 * 0.5 * (1 + np.cos(np.pi * e / 4)) for e in (1, 2, 3)] + [rates[-1]])
+    assert 0 < rates[-1] < 1e-12
+
+
 def test_solvers(rng):
     X, y = _blobs(rng)
     sgd = MLPClassifier(**SMALL, solver="sgd", momentum=0.5, nesterovs_momentum=False).fit(X, y)

@@ -232,6 +232,8 @@ def test_schedules():
     assert opt.learning_rate == pytest.approx(0.25)
     cos.epoch_end(opt, epoch=10, samples_seen=0)
     assert 0 < opt.learning_rate < 1e-9
+    Cosine(0.5, max_iter=10, start_epoch=20).epoch_end(opt, epoch=25, samples_seen=0)  # 5 of its 10 epochs
+    assert opt.learning_rate == pytest.approx(0.25)
 
     opt = SGD(1e-5)
     adaptive = Adaptive(1e-5)

@@ -331,8 +331,9 @@ class _BaseMLP(_BaseEstimator):
         finally:
             self._incremental = False
         rng = self._rng()
+        # a fit's cosine decays over its own max_iter epochs; a stream of partial_fit calls over max_iter calls
         schedule = make_schedule(self.learning_rate, self.learning_rate_init, power_t=self.power_t,
-                                 max_iter=self.max_iter)
+                                 max_iter=self.max_iter, start_epoch=0 if incremental else self.history_.n_iter)
         validation_score = None
         if self.early_stopping:
             X, Y, validation_score = self._split_validation(X, Y, rng, strata)

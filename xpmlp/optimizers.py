@@ -491,21 +491,26 @@ class Adaptive(Schedule):
 
 
 class Cosine(Schedule):
-    """``lr = lr_min + (lr0 - lr_min) (1 + cos(pi e / max_iter)) / 2`` after epoch e."""
+    """``lr = lr_min + (lr0 - lr_min) (1 + cos(pi e / max_iter)) / 2`` after epoch e.
+
+    ``e`` counts from ``start_epoch`` (the epochs already run when this schedule
+    starts, e.g. before a warm-started fit), so each run decays over its own ``max_iter``.
+    """
 
     name = "cosine"
 
-    def __init__(self, learning_rate_init: float, max_iter: int = 200, lr_min: float = 0.0):
+    def __init__(self, learning_rate_init: float, max_iter: int = 200, lr_min: float = 0.0, start_epoch: int = 0):
         super().__init__(learning_rate_init)
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
         if not 0 <= lr_min < self.learning_rate_init:
             raise ValueError(f"lr_min must be in [0, learning_rate_init), got {lr_min!r}")
-        self.max_iter = max_iter
+        self.max_iter = int(max_iter)
         self.lr_min = float(lr_min)
+        self.start_epoch = int(start_epoch)
 
     def epoch_end(self, optimizer, *, epoch, samples_seen):
-        frac = min(epoch, self.max_iter) / self.max_iter
+        frac = min(max(epoch - self.start_epoch, 0), self.max_iter) / self.max_iter
         lr = self.lr_min + 0.5 * (self.learning_rate_init - self.lr_min) * (1.0 + math.cos(math.pi * frac))
         # never exactly 0 (an optimizer's learning rate must stay positive)
         optimizer.learning_rate = max(lr, self.learning_rate_init * 1e-12)
@@ -516,8 +521,10 @@ SCHEDULES: dict[str, type[Schedule]] = {"constant": Constant, "invscaling": InvS
                                         "adaptive": Adaptive, "cosine": Cosine}
 
 
-def make_schedule(name: str, learning_rate_init: float, *, power_t: float = 0.5, max_iter: int = 200) -> Schedule:
-    """A schedule by name: ``"constant"``, ``"invscaling"``, ``"adaptive"`` or ``"cosine"``."""
+def make_schedule(name: str, learning_rate_init: float, *, power_t: float = 0.5, max_iter: int = 200,
+                  start_epoch: int = 0) -> Schedule:
+    """A schedule by name: ``"constant"``, ``"invscaling"``, ``"adaptive"`` or ``"cosine"``
+    (``power_t`` is invscaling's; ``max_iter`` and ``start_epoch`` are cosine's)."""
     if isinstance(name, Schedule):
         return name
     if name not in SCHEDULES:
@@ -525,5 +532,5 @@ def make_schedule(name: str, learning_rate_init: float, *, power_t: float = 0.5,
     if name == "invscaling":
         return InvScaling(learning_rate_init, power_t)
     if name == "cosine":
-        return Cosine(learning_rate_init, max_iter)
+        return Cosine(learning_rate_init, max_iter, start_epoch=start_epoch)
     return SCHEDULES[name](learning_rate_init)
