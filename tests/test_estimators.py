@@ -153,6 +153,26 @@ def test_pickle_on_any_backend(backend, rng):
     _assert_on(clone.optimizer_.state[0]["m"], backend)
 
 
+def test_unpickles_onto_numpy_where_its_backend_is_missing(rng, monkeypatch):
+    X, y = _blobs(rng)
+    clf = MLPClassifier(**SMALL, backend="array_api_strict", device="device1").fit(X, y)
+    blob = pickle.dumps(clf)
+    get_namespace = backends.get_namespace
+
+    def without_strict(name):
+        if name == "array_api_strict":
+            raise ImportError("array_api_strict is not installed (simulated)")
+        return get_namespace(name)
+
+    monkeypatch.setattr(backends, "get_namespace", without_strict)
+    with pytest.warns(RuntimeWarning, match="loading it onto numpy"):
+        back = pickle.loads(blob)
+    assert back.backend_ == "numpy" and back.device_ == "cpu"
+    np.testing.assert_allclose(back.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
+    back.partial_fit(X, y)  # the optimizer's moments follow the network to numpy
+    assert back.n_iter_ == clf.n_iter_ + 1
+
+
 def test_state_round_trip(backend, rng):
     X, y = _blobs(rng)
     clf = MLPClassifier(**SMALL).fit(backend.asarray(X), np.array(["a", "b", "c"])[y])

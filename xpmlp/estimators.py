@@ -506,6 +506,14 @@ class _BaseMLP(_BaseEstimator):
             state["history_"] = _replace_best(state["history_"])
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle; where the network landed elsewhere (its backend missing here), say so in ``backend_``."""
+        self.__dict__.update(state)
+        net = self.__dict__.get("net_")
+        if net is not None:
+            self.backend_ = net.backend
+            self.device_ = backends.device_name(net.device)
+
     # ---------------------------------------------------------------- sklearn
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
