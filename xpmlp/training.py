@@ -227,10 +227,11 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
                 optimizer.restore(optimizer_at_start)
                 what = (f"the training loss became {loss}" if not math.isfinite(loss)
                         else "the parameters became NaN or infinite")
+                kept = f"from the end of epoch {epoch - 1}" if epoch > 1 else "its initial ones"
                 raise NonFiniteLossError(
                     f"{what} in epoch {epoch} (learning rate {optimizer.learning_rate:g}); try a smaller "
                     f"learning_rate_init, e.g. {optimizer.learning_rate / 10:g}, or scale the inputs. The model "
-                    f"keeps its last finite parameters, from the end of epoch {epoch - 1}")
+                    f"keeps its last finite parameters, {kept}")
         except KeyboardInterrupt:
             net.params = params_at_start
             optimizer.restore(optimizer_at_start)
