@@ -513,3 +513,19 @@ def test_solvers(rng):
     adam_no_l2 = MLPClassifier(**SMALL, solver="adam", alpha=0.0).fit(X, y)
     adamw_no_decay = MLPClassifier(**SMALL, solver="adamw", alpha=0.0).fit(X, y)
     np.testing.assert_allclose(adamw_no_decay.loss_curve_, adam_no_l2.loss_curve_, rtol=1e-6)
+
+
+def test_feature_names_from_a_dataframe_like_input(rng):
+    X, y = _blobs(rng)
+
+    class Frame:  # what scikit-learn reads of a pandas DataFrame: .columns and the array protocol
+        columns = ["a", "b", "c", "d"]
+
+        def __array__(self, dtype=None, copy=None):
+            return X if dtype is None else X.astype(dtype)
+
+    clf = MLPClassifier(**SMALL).fit(Frame(), y)
+    np.testing.assert_array_equal(clf.feature_names_in_, ["a", "b", "c", "d"])
+    assert clf._get_state()[0]["feature_names_in_"] == ["a", "b", "c", "d"]
+    clf.fit(X, y)
+    assert not hasattr(clf, "feature_names_in_")

@@ -201,14 +201,14 @@ class _BaseMLP(_BaseEstimator):
             raise ValueError(f"{type(self).__name__} requires X to be passed, but X is None")
         if hasattr(X, "toarray") and hasattr(X, "nnz"):
             raise TypeError("sparse input is not supported (a dense array is needed); convert it with X.toarray()")
+        if fitting:  # a DataFrame's column names, as scikit-learn keeps them
+            columns = getattr(X, "columns", None)
+            if columns is not None and all(isinstance(c, str) for c in columns):
+                self.feature_names_in_ = np.asarray(list(columns), dtype=object)
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
         xp_in, dev_in = _namespace_of(X)
         if xp_in is None:
-            if fitting:
-                columns = getattr(X, "columns", None)
-                if columns is not None and all(isinstance(c, str) for c in columns):
-                    self.feature_names_in_ = np.asarray(list(columns), dtype=object)
-                elif hasattr(self, "feature_names_in_"):
-                    del self.feature_names_in_
             try:
                 X = np.asarray(X)
             except Exception as exc:
