@@ -39,7 +39,6 @@ DEFAULT_CONTENDERS = {
     "gpu": ["xpmlp-cupy", "xpmlp-cupy-train", "xpmlp-torch", "xpmlp-jax", "torch-eager", "torch-fused-adam",
             "torch-compile", "floor-cupy", "floor-torch"],
 }
-EVAL_ROWS = 8192
 
 
 def parse_args(argv=None):
@@ -56,6 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None, help="override k, the steps per timed block")
     p.add_argument("--threads", type=int, default=None,
                    help="set OMP/OpenBLAS/MKL threads and torch threads in the workers (default: libraries' own)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="cpu: time each worker's own CPU time (use with --threads 1 on a busy machine)")
     p.add_argument("--out", default=None, help="also write the JSON/Markdown/PNG into this directory")
     p.add_argument("--tag", default="", help="suffix for the result file names")
     p.add_argument("--no-save", action="store_true", help="print only, write nothing under bench/results/")
@@ -63,8 +64,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _worker_env(device: str, threads: int | None) -> dict[str, str]:
-    env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
+def _worker_env(device: str, threads: int | None, clock: str = "wall") -> dict[str, str]:
+    env = {"XPMLP_BENCH_CLOCK": clock, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
            "JAX_DEFAULT_MATMUL_PRECISION": "highest"}  # no TF32 for JAX either: float32 GEMMs everywhere
     if device == "cpu":
         env["JAX_PLATFORMS"] = "cpu"
@@ -126,7 +127,7 @@ class Workers:
         self.args, self.log = args, log
         self.procs = {}
         ctx = mp.get_context("spawn")
-        env = _worker_env(args.device, args.threads)
+        env = _worker_env(args.device, args.threads, args.clock)
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)  # the children inherit it at start, before they import anything
         try:
@@ -134,7 +135,7 @@ class Workers:
 
             for n in names:
                 parent, child = ctx.Pipe()
-                p = ctx.Process(target=serve, args=(child, n, args.device, EVAL_ROWS), daemon=True)
+                p = ctx.Process(target=serve, args=(child, n, args.device), daemon=True)
                 p.start()
                 child.close()
                 self.procs[n] = (p, parent)
@@ -220,6 +221,17 @@ def run_workload(wname: str, names: list[str], workers: Workers, data_path: str,
             "results": [results[n] for n in names]}
 
 
+def _data_dir(wnames) -> str | None:
+    """/dev/shm when it has room for the largest data set (twice over), else the default temp dir."""
+    need = 2 * max(WORKLOADS[n].epoch_samples * WORKLOADS[n].sizes[0] * 4 for n in wnames)
+    try:
+        if shutil.disk_usage("/dev/shm").free > need:
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None
+
+
 def _iqr(ts):
     if len(ts) < 4:
         return None
@@ -259,7 +271,9 @@ def main(argv=None) -> int:
             sys.exit(f"unknown contender {n!r}; expected some of {sorted(CONTENDERS)}")
     started = time.time()
     meta = machine_info(args.device)
-    meta.update(device=args.device, mode="quick" if args.quick else "full", threads=args.threads,
+    if args.clock == "cpu" and (args.threads != 1 or args.device == "gpu"):
+        sys.exit("--clock cpu needs --threads 1 and --device cpu (CPU time of several threads is not wall time)")
+    meta.update(device=args.device, mode="quick" if args.quick else "full", threads=args.threads, clock=args.clock,
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 load_before=os.getloadavg(), command=" ".join(["python -m bench"] + (argv or sys.argv[1:])))
     skipped = {}
@@ -279,17 +293,19 @@ def main(argv=None) -> int:
         log(f"  skipped {n}: {why}")
     out = {"meta": meta, "skipped": skipped, "workloads": []}
     workers = Workers(runnable, args, log)
-    tmp = tempfile.mkdtemp(prefix="xpmlp-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    tmp = tempfile.mkdtemp(prefix="xpmlp-bench-", dir=_data_dir(wnames))
     try:
         for wname in wnames:
             t0 = time.time()
             log(f"{WORKLOADS[wname].label()}: {len(runnable)} contenders ...")
-            data_path = os.path.join(tmp, f"{wname}.npz")
+            data_path = os.path.join(tmp, wname)  # generated once here, loaded by every worker
             X, y = make_data(WORKLOADS[wname])
-            np.savez(data_path, X=X, y=y)
+            np.save(data_path + "-X.npy", X)
+            np.save(data_path + "-y.npy", y)
             del X, y
             res = run_workload(wname, runnable, workers, data_path, args, log)
-            os.remove(data_path)
+            for suffix in ("-X.npy", "-y.npy"):
+                os.remove(data_path + suffix)
             res["wall_s"] = round(time.time() - t0, 1)
             out["workloads"].append(res)
             log(report.table(res, meta))

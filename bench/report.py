@@ -117,6 +117,10 @@ def file_stem(out: dict, tag: str = "") -> str:
         stem = f"cpu-{_slug(m.get('cpu') or 'unknown')}-{m.get('cpu_count')}c"
     if m["mode"] == "quick":
         stem += "-quick"
+    if m.get("threads"):
+        stem += f"-{m['threads']}thread"
+    if m.get("clock") == "cpu":
+        stem += "-cputime"
     return stem + (f"-{tag}" if tag else "")
 
 
@@ -125,10 +129,12 @@ def markdown(out: dict) -> str:
     head = [f"# xpmlp bench: {m['device']} ({m.get('gpu') or m.get('cpu')}, {m.get('cpu_count')} CPUs), "
             f"{m['mode']} mode, {m['date']}", "",
             f"Command: `{m['command']}`; commit {m.get('git_commit')}; versions {m.get('versions')}.",
+            f"Threads: {m.get('threads') or 'libraries default'}; clock: "
+            f"{'CPU time of each worker process' if m.get('clock') == 'cpu' else 'wall'}.",
             "Median over interleaved rounds of the time per training step (batch gather + forward + loss + "
             "backward + Adam); epoch = step x samples/batch. `x floor`: ratio to the same library's GEMM floor "
             "(floor-numpy for xpmlp-numpy and sklearn, floor-torch for torch and xpmlp-torch/jax, floor-cupy for "
-            "xpmlp-cupy). Loss: mean cross-entropy on 8192 training rows, recomputed in float64 NumPy from each "
+            "xpmlp-cupy). Loss: mean cross-entropy on the first 8192 training rows (W4: 512), recomputed in float64 NumPy from each "
             "contender's weights, before the first and after the last step (warm-up + timed steps)."]
     if out["skipped"]:
         head.append("Skipped: " + "; ".join(f"{k} ({v})" for k, v in out["skipped"].items()) + ".")
@@ -142,6 +148,7 @@ def plot(out: dict, path: str) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
     except ImportError:
         return False
     wls = out["workloads"]
@@ -161,11 +168,21 @@ def plot(out: dict, path: str) -> bool:
         ax.set_xscale("log")
         for yi, (v, r) in enumerate(zip(vals, rows)):
             ax.text(v, yi, f" {v:.2f}x ({r['epoch_s']:.2f} s)", va="center", fontsize=7)
-        ax.set_xlim(min(vals + [1.0]) * 0.8, max(vals) * 3.5)
+        lo, hi = min(vals + [1.0]) * 0.8, max(vals) * (6 if max(vals) > 20 else 3.5)
+        ax.set_xlim(lo, hi)
+        nice = ((0.5, 1, 1.25, 1.5, 2, 3) if hi / lo < 4 else (0.5, 1, 1.5, 2, 3, 5) if hi / lo < 20
+                else (1, 3, 10, 30, 100, 300, 1000))
+        ticks = [t for t in nice if lo <= t <= hi]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=7)
         ax.set_title(res["label"], fontsize=9)
         ax.set_xlabel("time per epoch / fastest GEMM floor (log)", fontsize=8)
     m = out["meta"]
-    fig.suptitle(f"xpmlp bench, {m['device']}: {m.get('gpu') or m.get('cpu')} ({m['mode']} mode)", fontsize=10)
+    how = f"{m.get('threads') or 'default'} threads, {'CPU time' if m.get('clock') == 'cpu' else 'wall clock'}"
+    fig.suptitle(f"xpmlp bench, {m['device']}: {m.get('gpu') or m.get('cpu')} ({m['mode']} mode, {how}); "
+                 f"green xpmlp, orange PyTorch, blue scikit-learn, grey GEMM floors", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

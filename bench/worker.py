@@ -7,7 +7,7 @@ it asks one worker at a time to run k steps, so only one contender computes at o
 A worker lives for the whole run (imports paid once) and takes the workloads in turn.
 
 Protocol (parent -> worker):
-``("setup", workload, data_path, warmup)`` -> ``("ready", info)`` or ``("failed", reason)``;
+``("setup", workload, data_path_stem, warmup)`` -> ``("ready", info)`` or ``("failed", reason)``;
 ``("run", k)`` -> ``("ok", seconds for k synchronised steps)``;
 ``("finish",)`` -> ``("done", {final loss, peak memory, ...})``; ``("quit",)``.
 """
@@ -26,7 +26,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[:300]} [{where[:200]}]"
 
 
-def serve(conn, name: str, device: str, eval_rows: int) -> None:
+def serve(conn, name: str, device: str) -> None:
     import numpy as np
 
     from .contenders import Unavailable, make_contender
@@ -43,8 +43,8 @@ def serve(conn, name: str, device: str, eval_rows: int) -> None:
                 w = WORKLOADS[wname]
                 c = make_contender(name)
                 t0 = time.perf_counter()
-                with np.load(data_path) as d:
-                    X, y = d["X"], d["y"]
+                X, y = np.load(data_path + "-X.npy"), np.load(data_path + "-y.npy")
+                eval_rows = w.eval_rows
                 c.setup(w, X, y, device)
                 setup_s = time.perf_counter() - t0
                 p0 = c.host_params()

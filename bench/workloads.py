@@ -30,6 +30,7 @@ class Workload:
     lr: float = 1e-3
     gpu_only: bool = False
     note: str = ""
+    eval_rows: int = 8192  #: training rows on which the final loss is recomputed (float64, on the host)
 
     @property
     def n_classes(self) -> int:
@@ -53,7 +54,8 @@ WORKLOADS = {
     "W1": Workload("W1", (784, 256, 256, 10), 256, note="MNIST-sized"),
     "W2": Workload("W2", (784, 1024, 1024, 10), 1024, note="wider, GEMM-heavier"),
     "W3": Workload("W3", (64, 32, 10), 32, note="digits-sized: per-step overhead"),
-    "W4": Workload("W4", (4096, 4096, 4096, 4096), 8192, gpu_only=True, note="GEMM-bound (GPU only)"),
+    "W4": Workload("W4", (4096, 4096, 4096, 4096), 8192, gpu_only=True, eval_rows=512,
+                   note="GEMM-bound (GPU only)"),
 }
 
 
