@@ -67,6 +67,10 @@ def parse_args(argv=None):
 def _worker_env(device: str, threads: int | None, clock: str = "wall") -> dict[str, str]:
     env = {"XPMLP_BENCH_CLOCK": clock, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
            "JAX_DEFAULT_MATMUL_PRECISION": "highest"}  # no TF32 for JAX either: float32 GEMMs everywhere
+    # torch.compile's caches inside bench/ (git-ignored): a second run (quick, then full) reuses the kernels
+    cache = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache")
+    env["TORCHINDUCTOR_CACHE_DIR"] = os.environ.get("TORCHINDUCTOR_CACHE_DIR", os.path.join(cache, "inductor"))
+    env["TRITON_CACHE_DIR"] = os.environ.get("TRITON_CACHE_DIR", os.path.join(cache, "triton"))
     if device == "cpu":
         env["JAX_PLATFORMS"] = "cpu"
         env["CUDA_VISIBLE_DEVICES"] = ""
