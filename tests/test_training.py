@@ -194,7 +194,9 @@ def test_history_continues_and_float32_stays_float32(backend, rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no convergence warning with check_convergence=False
         train(net, Xd, Yd, optimizer=opt, max_iter=2, history=hist, check_convergence=False, alpha=1e-3)
-        train(net, Xd, Yd, optimizer=opt, max_iter=2, history=hist, check_convergence=False, alpha=1e-3)
+        # a NumPy float64 alpha must not upcast the float32 parameters
+        train(net, Xd, Yd, optimizer=opt, max_iter=2, history=hist, check_convergence=False,
+              alpha=np.float64(1e-3))
     assert hist.n_iter == 4 and hist.t == 4 * len(X) and len(hist.loss_curve) == 4
     assert hist.best_loss == min(hist.loss_curve) and all(math.isfinite(v) for v in hist.loss_curve)
     for W, b in net.params:

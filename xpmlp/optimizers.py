@@ -170,6 +170,7 @@ class Optimizer:
             raise ValueError(f"got {len(params)} (W, b) pairs of parameters but {len(grads)} of gradients")
         if self._xp is None:
             self._bind(params)
+        l2 = float(l2)  # a Python float: a NumPy float64 scalar would upcast float32 arrays
         self.t += 1
         lr = self.learning_rate
         mutable = self._mutable

@@ -188,6 +188,7 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
     of the last completed epoch, warns, and returns the history so far.
     """
     xp = net.xp
+    alpha = float(alpha)  # Python floats keep float32 arrays float32 (a NumPy float64 would not)
     n = X.shape[0]
     if Y.shape[0] != n:
         raise ValueError(f"X has {n} samples but Y has {Y.shape[0]}")
