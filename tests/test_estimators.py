@@ -529,3 +529,28 @@ def test_feature_names_from_a_dataframe_like_input(rng):
     assert clf._get_state()[0]["feature_names_in_"] == ["a", "b", "c", "d"]
     clf.fit(X, y)
     assert not hasattr(clf, "feature_names_in_")
+
+
+def test_float64_where_the_backend_lacks_it_is_a_clear_error(rng):
+    jax = pytest.importorskip("jax")
+    previous = jax.config.jax_enable_x64
+    X, y = rng.standard_normal((20, 3)), np.arange(20) % 2
+    try:
+        jax.config.update("jax_enable_x64", False)
+        with pytest.raises(TypeError, match="dtype float64 is not supported by backend 'jax'.*jax_enable_x64"):
+            MLPClassifier(hidden_layer_sizes=(4,), backend="jax", dtype="float64", max_iter=2).fit(X, y)
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+def test_pickles_with_a_device_object(rng):
+    """A device given as an object (a JAX Device does not pickle) travels as its name."""
+    jax = pytest.importorskip("jax")
+    X, y = rng.standard_normal((30, 3)), np.arange(30) % 3
+    clf = MLPClassifier(hidden_layer_sizes=(5,), backend="jax", device=jax.devices()[0], max_iter=3,
+                        random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X, y)
+    back = pickle.loads(pickle.dumps(clf))
+    assert back.device == backends.device_name(jax.devices()[0])
+    np.testing.assert_array_equal(back.predict(X), clf.predict(X))

@@ -30,6 +30,7 @@ __all__ = [
     "get_namespace",
     "resolve_device",
     "device_name",
+    "float_dtype",
     "same_device",
     "to_backend",
     "to_numpy",
@@ -157,6 +158,22 @@ def device_name(device) -> str:
     if text.startswith("<CUDA Device "):  # cupy.cuda.Device
         return f"cuda:{device.id}"
     return text
+
+
+def float_dtype(xp, device, name: str):
+    """The namespace's dtype object for ``name`` ("float32"/"float64") on ``device``.
+
+    Raises a ``TypeError`` that says so (and how to fix it for JAX) where the
+    device lacks that dtype: JAX without x64, array-api-strict's ``no_float64``.
+    """
+    supported = xp.__array_namespace_info__().dtypes(device=device, kind="real floating")
+    if name not in supported:
+        hint = ""
+        if backend_name(xp) == "jax":
+            hint = ' (turn on jax.config.update("jax_enable_x64", True) first)'
+        raise TypeError(f"dtype {name} is not supported by backend {backend_name(xp)!r} on device "
+                        f"{device_name(device)}{hint}; supported: {sorted(supported)}")
+    return supported[name]
 
 
 def same_device(a, b) -> bool:

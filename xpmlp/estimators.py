@@ -502,6 +502,9 @@ class _BaseMLP(_BaseEstimator):
     def __getstate__(self) -> dict:
         """Pickle: the network and optimizer pickle host copies; no device array stays here."""
         state = dict(self.__dict__)
+        if state.get("device") is not None and not isinstance(state["device"], (str, int)):
+            # Device objects (a JAX Device, say) need not pickle; their name resolves back.
+            state["device"] = backends.device_name(state["device"])
         if state.get("history_") is not None:
             state["history_"] = _replace_best(state["history_"])
         return state
@@ -544,7 +547,7 @@ def _replace_best(history: History) -> History:
 
 
 def _float_dtype(xp, device, name: str):
-    return xp.__array_namespace_info__().dtypes(device=device, kind="real floating")[name]
+    return backends.float_dtype(xp, device, name)
 
 
 def _check_number(name: str, value, *, low: float, high: float | None = None, low_open: bool = False) -> None:

@@ -134,17 +134,10 @@ class MLP:
     # ------------------------------------------------------------------ backend
     def _bind(self, xp, device) -> None:
         """Make ``xp`` on ``device`` the network's namespace, checking that it has the dtype."""
-        supported = xp.__array_namespace_info__().dtypes(device=device, kind="real floating")
-        if self.dtype_name not in supported:
-            hint = ""
-            if backends.backend_name(xp) == "jax":
-                hint = ' (turn on jax.config.update("jax_enable_x64", True) first)'
-            raise TypeError(f"dtype {self.dtype_name} is not supported by backend "
-                            f"{backends.backend_name(xp)!r} on device {device}{hint}; "
-                            f"supported: {sorted(supported)}")
+        dtype = backends.float_dtype(xp, device, self.dtype_name)
         self.xp = xp
         self.device = device
-        self.dtype = supported[self.dtype_name]
+        self.dtype = dtype
 
     @property
     def backend(self) -> str:
