@@ -53,6 +53,12 @@ def parse_args(argv=None):
                    help="comma-separated, from " + ",".join(CONTENDERS) + " (default: all for the device)")
     p.add_argument("--rounds", type=int, default=None, help="override R, the interleaved rounds")
     p.add_argument("--steps", type=int, default=None, help="override k, the steps per timed block")
+    p.add_argument("--gap", type=float, default=0.15,
+                   help="seconds of idle between two timed blocks, so that the previous contender's BLAS/OpenMP "
+                        "threads stop spinning (OpenBLAS spins ~0.1 s after a GEMM) before the next one starts")
+    p.add_argument("--malloc", choices=["default", "tuned"], default="default",
+                   help="tuned: glibc keeps freed memory (MALLOC_MMAP_THRESHOLD_=256 MiB, MALLOC_TRIM_THRESHOLD_=1 GiB) "
+                        "in every worker, so large temporaries stop costing page faults (same for all contenders)")
     p.add_argument("--threads", type=int, default=None,
                    help="set OMP/OpenBLAS/MKL threads and torch threads in the workers (default: libraries' own)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
@@ -64,7 +70,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _worker_env(device: str, threads: int | None, clock: str = "wall") -> dict[str, str]:
+def _worker_env(device: str, threads: int | None, clock: str = "wall", malloc: str = "default") -> dict[str, str]:
     env = {"XPMLP_BENCH_CLOCK": clock, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
            "JAX_DEFAULT_MATMUL_PRECISION": "highest"}  # no TF32 for JAX either: float32 GEMMs everywhere
     # torch.compile's caches inside bench/ (git-ignored): a second run (quick, then full) reuses the kernels
@@ -74,6 +80,9 @@ def _worker_env(device: str, threads: int | None, clock: str = "wall") -> dict[s
     if device == "cpu":
         env["JAX_PLATFORMS"] = "cpu"
         env["CUDA_VISIBLE_DEVICES"] = ""
+    if malloc == "tuned":
+        env["MALLOC_MMAP_THRESHOLD_"] = str(256 << 20)
+        env["MALLOC_TRIM_THRESHOLD_"] = str(1 << 30)
     if threads:
         for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[k] = str(threads)
@@ -131,7 +140,7 @@ class Workers:
         self.args, self.log = args, log
         self.procs = {}
         ctx = mp.get_context("spawn")
-        env = _worker_env(args.device, args.threads, args.clock)
+        env = _worker_env(args.device, args.threads, args.clock, args.malloc)
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)  # the children inherit it at start, before they import anything
         try:
@@ -196,6 +205,7 @@ def run_workload(wname: str, names: list[str], workers: Workers, data_path: str,
         if r % 2:
             order = order[::-1]
         for n in order:
+            time.sleep(args.gap)
             workers.send(n, ("run", k))
             status, payload = workers.recv(n)
             if status == "ok":
@@ -278,6 +288,7 @@ def main(argv=None) -> int:
     if args.clock == "cpu" and (args.threads != 1 or args.device == "gpu"):
         sys.exit("--clock cpu needs --threads 1 and --device cpu (CPU time of several threads is not wall time)")
     meta.update(device=args.device, mode="quick" if args.quick else "full", threads=args.threads, clock=args.clock,
+                gap_s=args.gap, malloc=args.malloc,
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 load_before=os.getloadavg(), command=" ".join(["python -m bench"] + (argv or sys.argv[1:])))
     skipped = {}

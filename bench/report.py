@@ -121,6 +121,8 @@ def file_stem(out: dict, tag: str = "") -> str:
         stem += f"-{m['threads']}thread"
     if m.get("clock") == "cpu":
         stem += "-cputime"
+    if m.get("malloc") == "tuned":
+        stem += "-malloc-tuned"
     return stem + (f"-{tag}" if tag else "")
 
 
@@ -130,7 +132,9 @@ def markdown(out: dict) -> str:
             f"{m['mode']} mode, {m['date']}", "",
             f"Command: `{m['command']}`; commit {m.get('git_commit')}; versions {m.get('versions')}.",
             f"Threads: {m.get('threads') or 'libraries default'}; clock: "
-            f"{'CPU time of each worker process' if m.get('clock') == 'cpu' else 'wall'}.",
+            f"{'CPU time of each worker process' if m.get('clock') == 'cpu' else 'wall'}; glibc malloc: "
+            f"{'tuned (MALLOC_MMAP_THRESHOLD_=256 MiB, MALLOC_TRIM_THRESHOLD_=1 GiB)' if m.get('malloc') == 'tuned' else 'default'}"
+            f"; {m.get('gap_s')} s idle between timed blocks.",
             "Median over interleaved rounds of the time per training step (batch gather + forward + loss + "
             "backward + Adam); epoch = step x samples/batch. `x floor`: ratio to the same library's GEMM floor "
             "(floor-numpy for xpmlp-numpy and sklearn, floor-torch for torch and xpmlp-torch/jax, floor-cupy for "
@@ -180,7 +184,8 @@ def plot(out: dict, path: str) -> bool:
         ax.set_title(res["label"], fontsize=9)
         ax.set_xlabel("time per epoch / fastest GEMM floor (log)", fontsize=8)
     m = out["meta"]
-    how = f"{m.get('threads') or 'default'} threads, {'CPU time' if m.get('clock') == 'cpu' else 'wall clock'}"
+    how = f"{m.get('threads') or 'default'} threads, {'CPU time' if m.get('clock') == 'cpu' else 'wall clock'}" + (
+        ", malloc tuned" if m.get("malloc") == "tuned" else "")
     fig.suptitle(f"xpmlp bench, {m['device']}: {m.get('gpu') or m.get('cpu')} ({m['mode']} mode, {how}); "
                  f"green xpmlp, orange PyTorch, blue scikit-learn, grey GEMM floors", fontsize=9)
     fig.tight_layout()
