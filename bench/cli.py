@@ -56,6 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--gap", type=float, default=0.15,
                    help="seconds of idle between two timed blocks, so that the previous contender's BLAS/OpenMP "
                         "threads stop spinning (OpenBLAS spins ~0.1 s after a GEMM) before the next one starts")
+    p.add_argument("--block-warmup", type=int, default=1,
+                   help="untimed steps at the start of every timed block (after --gap idle): steady-state timing")
     p.add_argument("--malloc", choices=["default", "tuned"], default="default",
                    help="tuned: glibc keeps freed memory (MALLOC_MMAP_THRESHOLD_=256 MiB, MALLOC_TRIM_THRESHOLD_=1 GiB) "
                         "in every worker, so large temporaries stop costing page faults (same for all contenders)")
@@ -206,7 +208,7 @@ def run_workload(wname: str, names: list[str], workers: Workers, data_path: str,
             order = order[::-1]
         for n in order:
             time.sleep(args.gap)
-            workers.send(n, ("run", k))
+            workers.send(n, ("run", k, args.block_warmup))
             status, payload = workers.recv(n)
             if status == "ok":
                 times[n].append(payload / k)
@@ -288,7 +290,7 @@ def main(argv=None) -> int:
     if args.clock == "cpu" and (args.threads != 1 or args.device == "gpu"):
         sys.exit("--clock cpu needs --threads 1 and --device cpu (CPU time of several threads is not wall time)")
     meta.update(device=args.device, mode="quick" if args.quick else "full", threads=args.threads, clock=args.clock,
-                gap_s=args.gap, malloc=args.malloc,
+                gap_s=args.gap, block_warmup=args.block_warmup, malloc=args.malloc,
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 load_before=os.getloadavg(), command=" ".join(["python -m bench"] + (argv or sys.argv[1:])))
     skipped = {}

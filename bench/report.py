@@ -134,7 +134,7 @@ def markdown(out: dict) -> str:
             f"Threads: {m.get('threads') or 'libraries default'}; clock: "
             f"{'CPU time of each worker process' if m.get('clock') == 'cpu' else 'wall'}; glibc malloc: "
             f"{'tuned (MALLOC_MMAP_THRESHOLD_=256 MiB, MALLOC_TRIM_THRESHOLD_=1 GiB)' if m.get('malloc') == 'tuned' else 'default'}"
-            f"; {m.get('gap_s')} s idle between timed blocks.",
+            f"; {m.get('gap_s')} s idle, then {m.get('block_warmup')} untimed step(s), before every timed block.",
             "Median over interleaved rounds of the time per training step (batch gather + forward + loss + "
             "backward + Adam); epoch = step x samples/batch. `x floor`: ratio to the same library's GEMM floor "
             "(floor-numpy for xpmlp-numpy and sklearn, floor-torch for torch and xpmlp-torch/jax, floor-cupy for "

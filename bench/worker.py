@@ -8,7 +8,7 @@ A worker lives for the whole run (imports paid once) and takes the workloads in 
 
 Protocol (parent -> worker):
 ``("setup", workload, data_path_stem, warmup)`` -> ``("ready", info)`` or ``("failed", reason)``;
-``("run", k)`` -> ``("ok", seconds for k synchronised steps)``;
+``("run", k, j)`` -> j untimed steps, then ``("ok", seconds for k synchronised steps)``;
 ``("finish",)`` -> ``("done", {final loss, peak memory, ...})``; ``("quit",)``.
 """
 
@@ -63,6 +63,8 @@ def serve(conn, name: str, device: str) -> None:
                                      warmup_steps=warmup)))
         elif msg[0] == "run":
             try:
+                if msg[2]:  # untimed steps first: wake the thread pools and warm the caches
+                    c.run(msg[2])
                 conn.send(("ok", c.run(msg[1])))
             except Exception as exc:  # noqa: BLE001
                 conn.send(("failed", _describe(exc)))
