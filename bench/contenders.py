@@ -167,18 +167,9 @@ class XpmlpContender(Contender):
         onehot[np.arange(len(y)), y] = 1.0
         self.Y = backends.to_backend(onehot, xp, net.device)
         self.to_device = lambda a: backends.to_backend(a, xp, net.device)
-        self._opt_impl = "xpmlp.optimizers.Adam"
-        try:
-            from xpmlp.optimizers import make_optimizer
-        except ImportError:
-            make_optimizer = None
-        if make_optimizer is not None:
-            self.opt = make_optimizer("adam", learning_rate=w.lr)
-        else:  # before xpmlp.optimizers existed: the same update, written as expressions
-            from .reference import ExpressionAdam
+        from xpmlp.optimizers import make_optimizer
 
-            self.opt = ExpressionAdam(w.lr)
-            self._opt_impl = "bench.reference.ExpressionAdam (xpmlp.optimizers missing)"
+        self.opt = make_optimizer("adam", learning_rate=w.lr)
         self._sync = _make_sync(self.backend)
         self._total = None
 
@@ -204,7 +195,7 @@ class XpmlpContender(Contender):
         return [(backends.to_numpy(W), backends.to_numpy(b)) for W, b in self.net._params]
 
     def info(self):
-        d = {"dtype": str(self.net.dtype), "optimizer": self._opt_impl,
+        d = {"dtype": str(self.net.dtype), "optimizer": "xpmlp.optimizers.Adam",
              "inplace": getattr(self.opt, "_mutable", None), "device": str(self.net.device)}
         return d
 
