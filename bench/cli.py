@@ -53,9 +53,10 @@ def parse_args(argv=None):
                    help="comma-separated, from " + ",".join(CONTENDERS) + " (default: all for the device)")
     p.add_argument("--rounds", type=int, default=None, help="override R, the interleaved rounds")
     p.add_argument("--steps", type=int, default=None, help="override k, the steps per timed block")
-    p.add_argument("--gap", type=float, default=0.15,
+    p.add_argument("--gap", type=float, default=None,
                    help="seconds of idle between two timed blocks, so that the previous contender's BLAS/OpenMP "
-                        "threads stop spinning (OpenBLAS spins ~0.1 s after a GEMM) before the next one starts")
+                        "threads stop spinning (OpenBLAS spins ~0.1 s after a GEMM) before the next one starts "
+                        "(default 0.15 on the CPU, 0.02 on the GPU)")
     p.add_argument("--block-warmup", type=int, default=1,
                    help="untimed steps at the start of every timed block (after --gap idle): steady-state timing")
     p.add_argument("--malloc", choices=["default", "tuned"], default="default",
@@ -273,6 +274,8 @@ def _recv(conn, timeout, proc):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.gap is None:
+        args.gap = 0.15 if args.device == "cpu" else 0.02
     log = lambda s: print(s, flush=True)  # noqa: E731
     wnames = args.workloads.split(",") if args.workloads else [
         n for n, w in WORKLOADS.items() if args.device == "gpu" or not w.gpu_only]
