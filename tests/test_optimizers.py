@@ -242,3 +242,21 @@ def test_schedules():
     stop, message = adaptive.on_stall(opt)
     assert stop and "minimum" in message
     assert Constant(0.1).on_stall(opt)[0] is True
+
+
+@pytest.mark.parametrize("config_id", ["adam", "adamw"])
+def test_fused_kernel_equals_generic_inplace_path(backend, config_id, dtype):
+    """The optional fused kernel (CuPy) computes what the ten generic operations compute;
+    elsewhere there is none and the generic path runs."""
+    config = CONFIGS[config_id]
+    params, grad_seq = _problem(seed=2, steps=6)
+    opt_fused, fused = _run(backend, config, params, grad_seq, l2=0.1, dtype=dtype)
+    opt_plain, plain = _run(backend, config, params, grad_seq, l2=0.1, dtype=dtype, fused=False)
+    assert opt_plain._fused is None
+    assert (opt_fused._fused is not None) == (backend.name == "cupy")
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-13, atol=1e-15)
+    for (W1, b1), (W2, b2) in zip(fused, plain):
+        np.testing.assert_allclose(backend.to_numpy(W1), backend.to_numpy(W2), **tol)
+        np.testing.assert_allclose(backend.to_numpy(b1), backend.to_numpy(b2), **tol)
+    clone = pickle.loads(pickle.dumps(opt_fused))  # the kernel is not pickled; it is found again
+    assert clone._fused is None and clone.fused is True
