@@ -21,6 +21,8 @@ subclass of :class:`Elementwise` with ``forward`` and ``derivative``.
 
 from __future__ import annotations
 
+from . import _registry
+
 import math
 
 __all__ = [
@@ -288,14 +290,7 @@ ACTIVATIONS: dict[str, type[Activation]] = {}
 
 def register_activation(cls: type[Activation], *, overwrite: bool = False) -> type[Activation]:
     """Make an :class:`Activation` subclass available by its ``name`` (usable as a decorator)."""
-    if not (isinstance(cls, type) and issubclass(cls, Activation)):
-        raise TypeError(f"register_activation expects an Activation subclass, got {cls!r}")
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name; set the class attribute `name`")
-    if cls.name in ACTIVATIONS and not overwrite and ACTIVATIONS[cls.name] is not cls:
-        raise ValueError(f"activation {cls.name!r} is already registered; pass overwrite=True to replace it")
-    ACTIVATIONS[cls.name] = cls
-    return cls
+    return _registry.register(ACTIVATIONS, cls, Activation, "activation", overwrite=overwrite)
 
 
 for _cls in (Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU, Softmax, Softplus, ELU, GELU, SiLU):

@@ -36,6 +36,7 @@ dtype, which keeps the cost finite; prefer the fused pairs.
 
 from __future__ import annotations
 
+from . import _registry
 from .activations import Activation, Sigmoid, Softmax
 
 __all__ = [
@@ -168,14 +169,7 @@ LOSSES: dict[str, type[Loss]] = {}
 
 def register_loss(cls: type[Loss], *, overwrite: bool = False) -> type[Loss]:
     """Make a :class:`Loss` subclass available by its ``name`` (usable as a decorator)."""
-    if not (isinstance(cls, type) and issubclass(cls, Loss)):
-        raise TypeError(f"register_loss expects a Loss subclass, got {cls!r}")
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name; set the class attribute `name`")
-    if cls.name in LOSSES and not overwrite and LOSSES[cls.name] is not cls:
-        raise ValueError(f"loss {cls.name!r} is already registered; pass overwrite=True to replace it")
-    LOSSES[cls.name] = cls
-    return cls
+    return _registry.register(LOSSES, cls, Loss, "loss", overwrite=overwrite)
 
 
 for _cls in (SquaredError, AbsoluteError, BinaryCrossEntropy, CrossEntropy):
