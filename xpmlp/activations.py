@@ -21,9 +21,9 @@ subclass of :class:`Elementwise` with ``forward`` and ``derivative``.
 
 from __future__ import annotations
 
-from . import _registry
-
 import math
+
+from . import _registry
 
 __all__ = [
     "Activation",
