@@ -88,6 +88,18 @@ def central_differences(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
     return grad
 
 
+def hide_backend(monkeypatch, name: str) -> None:
+    """Make ``backends.get_namespace(name)`` fail as if the library were not installed."""
+    real = backends.get_namespace
+
+    def without(requested):
+        if requested == name:
+            raise ImportError(f"backend {name!r} is not installed (simulated)")
+        return real(requested)
+
+    monkeypatch.setattr(backends, "get_namespace", without)
+
+
 @pytest.fixture(params=BACKEND_IDS)
 def backend(request) -> Case:
     """Each backend of the matrix in turn (skipped, with the reason, where unusable)."""

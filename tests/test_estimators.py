@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import xpmlp
-from tests.conftest import _case
+from conftest import hide_backend
 from xpmlp import MLPClassifier, MLPRegressor, backends
 from xpmlp.optimizers import Adam
 from xpmlp.training import ConvergenceWarning, NonFiniteLossError
@@ -157,14 +157,7 @@ def test_unpickles_onto_numpy_where_its_backend_is_missing(rng, monkeypatch):
     X, y = _blobs(rng)
     clf = MLPClassifier(**SMALL, backend="array_api_strict", device="device1").fit(X, y)
     blob = pickle.dumps(clf)
-    get_namespace = backends.get_namespace
-
-    def without_strict(name):
-        if name == "array_api_strict":
-            raise ImportError("array_api_strict is not installed (simulated)")
-        return get_namespace(name)
-
-    monkeypatch.setattr(backends, "get_namespace", without_strict)
+    hide_backend(monkeypatch, "array_api_strict")
     with pytest.warns(RuntimeWarning, match="loading it onto numpy"):
         back = pickle.loads(blob)
     assert back.backend_ == "numpy" and back.device_ == "cpu"
@@ -554,3 +547,13 @@ def test_pickles_with_a_device_object(rng):
     back = pickle.loads(pickle.dumps(clf))
     assert back.device == backends.device_name(jax.devices()[0])
     np.testing.assert_array_equal(back.predict(X), clf.predict(X))
+
+
+def test_fit_calls_the_callback_after_every_epoch(rng):
+    X, y = rng.standard_normal((40, 3)), np.arange(40) % 2
+    seen = []
+    clf = MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0, n_iter_no_change=100)
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X, y.astype(float), callback=lambda h: seen.append((h.n_iter, h.loss_curve[-1])))
+    assert [n for n, _ in seen] == [1, 2, 3, 4, 5]
+    assert [loss for _, loss in seen] == clf.loss_curve_

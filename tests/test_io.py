@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import xpmlp
+from conftest import hide_backend
 from xpmlp import backends
 from xpmlp.activations import ACTIVATIONS, Elementwise
 from xpmlp.estimators import MLPClassifier, MLPRegressor
@@ -314,14 +315,7 @@ def test_unregistered_custom_activation(tmp_path, monkeypatch):
 # --------------------------------------------------------------- backend fallback
 def test_unusable_saved_backend_falls_back_to_numpy(saved, monkeypatch):
     _rewrite(saved, lambda h: h.update(saved_on={"backend": "cupy", "device": "cuda:3"}))
-    real = backends.get_namespace
-
-    def without_cupy(name):
-        if name == "cupy":
-            raise ImportError("backend 'cupy' is not installed (simulated)")
-        return real(name)
-
-    monkeypatch.setattr(backends, "get_namespace", without_cupy)
+    hide_backend(monkeypatch, "cupy")
     with pytest.warns(RuntimeWarning, match="saved on backend 'cupy' \\(device cuda:3\\).*onto numpy"):
         net = load(saved)
     assert net.backend == "numpy"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import xpmlp
+from conftest import hide_backend
 from xpmlp import backends
 
 
@@ -30,25 +31,13 @@ def test_mlp_pickles_on_every_backend(backend, dtype, rng):
     np.testing.assert_array_equal(_forward_host(back, X), expected)
 
 
-def _without(monkeypatch, missing: str):
-    """Make ``backends.get_namespace`` fail for one backend, as on a machine without it."""
-    real = backends.get_namespace
-
-    def get_namespace(name):
-        if name == missing:
-            raise ImportError(f"backend {missing!r} is not installed (simulated)")
-        return real(name)
-
-    monkeypatch.setattr(backends, "get_namespace", get_namespace)
-
-
 def test_gpu_network_unpickles_on_numpy_with_a_warning(monkeypatch, rng):
     # A network "trained on the GPU": its pickled state names cupy on cuda:1.
     net = xpmlp.MLP([3, 5, 2], ["tanh", "identity"], backend="numpy", dtype="float32", seed=0)
     state = net.__getstate__()
     state.update(backend_name="cupy", device_name="cuda:1")
     blob = pickle.dumps(state)
-    _without(monkeypatch, "cupy")
+    hide_backend(monkeypatch, "cupy")
 
     clone = xpmlp.MLP.__new__(xpmlp.MLP)
     with pytest.warns(RuntimeWarning, match="saved on backend 'cupy' \\(device cuda:1\\).*onto numpy"):
@@ -62,7 +51,7 @@ def test_torch_network_unpickles_without_torch(monkeypatch, rng):
     pytest.importorskip("torch")
     net = xpmlp.MLP([3, 4, 2], ["relu", "softmax"], "cross_entropy", backend="torch", dtype="float64", seed=1)
     blob = pickle.dumps(net)
-    _without(monkeypatch, "torch")
+    hide_backend(monkeypatch, "torch")
     with pytest.warns(RuntimeWarning, match="saved on backend 'torch'.*not usable here.*onto numpy"):
         back = pickle.loads(blob)
     assert back.backend == "numpy"
@@ -125,7 +114,7 @@ def test_classifier_unpickles_on_numpy_where_its_backend_is_missing(monkeypatch,
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0, backend="torch",
                         dtype="float64").fit(X, y)
     blob = pickle.dumps(clf)
-    _without(monkeypatch, "torch")
+    hide_backend(monkeypatch, "torch")
     with pytest.warns(RuntimeWarning, match="saved on backend 'torch'.*onto numpy"):
         back = pickle.loads(blob)
     assert back.net_.backend == "numpy"

@@ -261,28 +261,6 @@ def _show_progress(args) -> bool:
     return sys.stderr.isatty()
 
 
-@contextlib.contextmanager
-def _epoch_callback(callback):
-    """Have the estimators' training loop call ``callback(history)`` after every epoch.
-
-    :func:`xpmlp.training.train` takes a ``callback``; the estimators' ``fit`` does
-    not pass one, so the command wraps the ``train`` they call for the duration.
-    """
-    from . import estimators
-
-    real = estimators.train
-
-    def train_with_callback(*args, **kwargs):
-        kwargs.setdefault("callback", callback)
-        return real(*args, **kwargs)
-
-    estimators.train = train_with_callback
-    try:
-        yield
-    finally:
-        estimators.train = real
-
-
 def _fit(est, X, y, bar: ProgressBar | None, score_per_epoch) -> tuple[list[float], float, list[str]]:
     """Fit ``est``; returns the held-out score per epoch (if ``score_per_epoch``), the fit time
     in seconds (without the scoring) and the warnings raised, as one-line notes."""
@@ -304,8 +282,7 @@ def _fit(est, X, y, bar: ProgressBar | None, score_per_epoch) -> tuple[list[floa
         warnings.simplefilter("always")
         start = time.perf_counter()
         try:
-            with _epoch_callback(callback) if hooked else contextlib.nullcontext():
-                est.fit(X, y)
+            est.fit(X, y, callback=callback if hooked else None)
         finally:
             if bar is not None:
                 bar.close()

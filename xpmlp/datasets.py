@@ -186,7 +186,7 @@ def read_csv(path, target: str | None = None, *, require_target: bool = True,
 
 
 def train_test_split(n_samples: int, test_size: float, *, stratify: np.ndarray | None = None,
-                     seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+                     seed: int | np.random.Generator | None = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a random train/test split, stratified by ``stratify`` if given.
 
     Parameters
@@ -197,8 +197,8 @@ def train_test_split(n_samples: int, test_size: float, *, stratify: np.ndarray |
     stratify : numpy.ndarray, optional
         Class labels: each class is split in the same proportion (every class
         with at least two samples keeps at least one on each side).
-    seed : int, optional
-        Seed of the ``numpy.random.Generator`` that draws the split.
+    seed : int or numpy.random.Generator, optional
+        Seed of the ``numpy.random.Generator`` that draws the split, or the generator itself.
 
     Returns
     -------

@@ -28,7 +28,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from . import backends
+from . import backends, datasets
 from .activations import ACTIVATIONS
 from .network import MLP
 from .optimizers import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
@@ -309,7 +309,7 @@ class _BaseMLP(_BaseEstimator):
             kwargs["weight_decay"] = self.alpha
         return make_optimizer(self.solver, self.learning_rate_init, **kwargs)
 
-    def _fit(self, X, y, *, incremental: bool, classes=None):
+    def _fit(self, X, y, *, incremental: bool, classes=None, callback=None):
         self._validate_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True; use fit, or set early_stopping=False")
@@ -347,7 +347,8 @@ class _BaseMLP(_BaseEstimator):
                   batch_size=self.batch_size, shuffle=bool(self.shuffle),
                   alpha=0.0 if self.solver == "adamw" else float(self.alpha), rng=rng, schedule=schedule,
                   tol=float(self.tol), n_iter_no_change=self.n_iter_no_change, validation_score=validation_score,
-                  history=history, check_convergence=not incremental, verbose=bool(self.verbose))
+                  history=history, check_convergence=not incremental, verbose=bool(self.verbose),
+                  callback=callback)
         finally:  # also after a NonFiniteLossError: the model and its history stay consistent
             history.best_params = None  # restored already; no device arrays kept beyond fit
             self._set_history(history)
@@ -370,24 +371,14 @@ class _BaseMLP(_BaseEstimator):
         classification) makes the split stratified: each class gives its share.
         """
         n = X.shape[0]
-        perm = rng.permutation(n)
-        if strata is None:
-            n_val = int(math.ceil(self.validation_fraction * n))
-            val_idx, train_idx = perm[:n_val], perm[n_val:]
-        else:
-            val_parts, train_parts = [], []
-            for c in np.unique(strata):
-                members = perm[strata[perm] == c]  # this class's rows, in random order
-                k = min(int(round(self.validation_fraction * len(members))), len(members) - 1)
-                val_parts.append(members[:k])
-                train_parts.append(members[k:])
-            val_idx, train_idx = np.concatenate(val_parts), np.concatenate(train_parts)
-        if len(val_idx) < 1 or len(train_idx) < 1:
-            raise ValueError(f"validation_fraction={self.validation_fraction} leaves {len(train_idx)} training and "
-                             f"{len(val_idx)} validation samples out of {n}; both need at least 1")
+        try:
+            train_idx, val_idx = datasets.train_test_split(n, self.validation_fraction, stratify=strata, seed=rng)
+        except ValueError:
+            raise ValueError(f"validation_fraction={self.validation_fraction} of {n} samples leaves no training "
+                             f"or no validation sample; both need at least 1") from None
         xp, device = array_api_compat.array_namespace(X), array_api_compat.device(X)
-        val = backends.to_backend(np.sort(val_idx), xp, device)
-        tr = backends.to_backend(np.sort(train_idx), xp, device)
+        val = backends.to_backend(val_idx, xp, device)
+        tr = backends.to_backend(train_idx, xp, device)
         X_val, Y_val = xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
 
         def validation_score() -> float:
@@ -681,10 +672,11 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
     (1,)
     """
 
-    def fit(self, X, y):
+    def fit(self, X, y, *, callback=None):
         """Train on ``X: (n_samples, n_features)`` and labels ``y: (n_samples,)`` (or an indicator
-        matrix ``(n_samples, n_labels)`` for multilabel). Returns ``self``."""
-        return self._fit(X, y, incremental=False)
+        matrix ``(n_samples, n_labels)`` for multilabel). ``callback(history)``, if given, is
+        called after every epoch (see :func:`xpmlp.train`). Returns ``self``."""
+        return self._fit(X, y, incremental=False, callback=callback)
 
     def partial_fit(self, X, y, classes=None):
         """One epoch on ``(X, y)``; ``classes`` (all labels) is required on the first call
@@ -842,9 +834,10 @@ class MLPRegressor(_RegressorMixin, _BaseMLP):
     (1,)
     """
 
-    def fit(self, X, y):
-        """Train on ``X: (n_samples, n_features)`` and ``y: (n_samples,)`` or ``(n_samples, n_targets)``."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, *, callback=None):
+        """Train on ``X: (n_samples, n_features)`` and ``y: (n_samples,)`` or ``(n_samples, n_targets)``;
+        ``callback(history)``, if given, is called after every epoch. Returns ``self``."""
+        return self._fit(X, y, incremental=False, callback=callback)
 
     def partial_fit(self, X, y):
         """One epoch on ``(X, y)``; returns ``self``."""
