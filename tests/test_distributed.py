@@ -268,6 +268,21 @@ def test_mpi_a_rank_failing_inside_a_step_stops_the_job(tmp_path):
     assert time.monotonic() - start < LAUNCH_TIMEOUT
 
 
+def test_mpi_command_line_prints_and_saves_on_rank_0_only(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 3))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    data = tmp_path / "data.csv"
+    np.savetxt(data, np.column_stack([X, y]), delimiter=",", header="a,b,c,y", comments="", fmt="%.6f")
+    model = tmp_path / "model.xpmlp"
+    command = [_mpiexec(), "-n", "2", sys.executable, "-m", "xpmlp", "train", str(data), "--target", "y",
+               "--distributed", "mpi", "--epochs", "3", "--hidden", "4", "--save", str(model)]
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("accuracy  ") == 1 and done.stdout.count(f"saved     {model}") == 1
+    assert xpmlp.load(model).n_iter_ == 3
+
+
 # ------------------------------------------------------------------ torch
 @pytest.fixture(scope="module")
 def torch_run(tmp_path_factory):

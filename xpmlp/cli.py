@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "busy machine train much faster with 1 (needs threadpoolctl, which scikit-learn brings)")
     train.add_argument("--test-size", type=_fraction, default=0.25, metavar="FRAC",
                        help="fraction held out for the score (default 0.25; stratified for classification)")
+    train.add_argument("--distributed", choices=["mpi", "nccl", "torch"],
+                       help="data-parallel training over the processes of mpiexec -n N (mpi) or torchrun (torch, "
+                            "nccl); every rank reads the data, rank 0 prints, saves and plots")
     train.add_argument("--save", metavar="PATH", help="save the trained model (e.g. model.xpmlp)")
     train.add_argument("--plot", metavar="PNG", help="plot the loss and held-out score per epoch (matplotlib)")
     progress = train.add_mutually_exclusive_group()
@@ -250,7 +253,7 @@ def _estimator_params(args, cls) -> dict[str, Any]:
     params = {"hidden_layer_sizes": args.hidden, "random_state": args.seed}
     optional = {"activation": args.activation, "max_iter": args.epochs, "batch_size": args.batch_size,
                 "learning_rate_init": args.lr, "backend": args.backend, "device": args.device,
-                "dtype": args.dtype}
+                "dtype": args.dtype, "distributed": args.distributed}
     params.update({k: v for k, v in optional.items() if v is not None})
     return params
 
@@ -351,6 +354,11 @@ def _train(args, out: TextIO) -> int:
     train_idx, test_idx = _split(args, y, classify)
     X_train, X_test, y_train, y_test = X[train_idx], X[test_idx], y[train_idx], y[test_idx]
     est = cls(**_estimator_params(args, cls))
+    if args.distributed:  # only rank 0 prints, saves and plots
+        from .distributed import get_communicator
+
+        if get_communicator(args.distributed).rank != 0:
+            out, args.save, args.plot, args.progress = open(os.devnull, "w"), None, None, False
     _enable_jax_float64(args)
     what = f"{len(np.unique(y))} classes" if classify else "regression"
     print(f"data      {source}: {X.shape[0]} samples, {X.shape[1]} features, {what}", file=out)
@@ -550,6 +558,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     int
         0 on success, 1 on an error, 2 on a malformed command line, 130 on Ctrl-C.
     """
+    from .distributed import DistributedError
+
     out = sys.stdout if stdout is None else stdout
     parser = build_parser()
     try:
@@ -576,7 +586,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
             raise
         print("xpmlp: interrupted", file=sys.stderr)
         return 130
-    except (CommandError, ModelFileError, ValueError, TypeError, OSError, ImportError) as exc:
+    except (CommandError, ModelFileError, DistributedError, ValueError, TypeError, OSError, ImportError) as exc:
         if args.debug:
             raise
         print(f"xpmlp: error: {_one_line(exc)}", file=sys.stderr)

@@ -443,7 +443,8 @@ class JaxSplitEpoch(JaxEpoch):
         for i, (rows, M) in enumerate(steps):
             idx, k = order[rows], xp.asarray(key + i, dtype=xp.int32)
             grad = self._program("gradients", self._packed_gradients, params, X, Y, idx, k)
-            buf = comm.allreduce_gradients(grad(params, X, Y, idx, k))
+            buf = grad(params, X, Y, idx, k).block_until_ready()  # so that stats time the all-reduce alone
+            buf = comm.allreduce_gradients(buf)
             update = self._program("update", self._update, params, opt_state, buf)
             params, opt_state, cost = update(params, opt_state, buf)
             cost = cost * M
