@@ -82,9 +82,10 @@ def run_train(comm, backend="numpy", compile="auto"):
     from xpmlp.optimizers import Adam
 
     X, Y = problem()
-    net = network(backend, seed=comm.rank)  # different seeds: rank 0's parameters are broadcast
+    net = network(backend, seed=comm.rank)  # different seeds: rank 0's parameters are broadcast ...
+    rng = 1 if comm.rank == 0 else 12345  # ... and rank 0's random state adopted
     h = xpmlp.train(net, backends.to_backend(X, backend), backends.to_backend(Y, backend),
-                    optimizer=Adam(LEARNING_RATE), rng=1, communicator=comm, compile=compile, **TRAIN)
+                    optimizer=Adam(LEARNING_RATE), rng=rng, communicator=comm, compile=compile, **TRAIN)
     return _params(net), {"loss_curve": h.loss_curve, "n_iter": h.n_iter, "mode": h.compile_mode,
                           "calls": comm.stats["calls"]}
 

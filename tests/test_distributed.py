@@ -186,8 +186,9 @@ def mpi_run(tmp_path_factory):
 
 
 def test_mpi_replicated_equals_one_process(mpi_run):
-    """Same data on both ranks, rank 1 seeded differently (rank 0's parameters are broadcast),
-    33 rows in batches of 8: the last batch of 1 row gives rank 0 an empty share."""
+    """Same data on both ranks, rank 1's network and shuffling seeded differently (rank 0's
+    parameters and random state are adopted), 33 rows in batches of 8: the last batch of 1 row
+    gives rank 0 an empty share."""
     meta = _assert_equals_one_process_train(mpi_run, "train")
     assert meta["mode"] == "eager"
     assert meta["calls"] == 5 * worker.TRAIN["max_iter"]  # one all-reduce per step

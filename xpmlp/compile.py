@@ -45,6 +45,7 @@ array-api-strict and PyTorch on the CPU have no compiler here and run eagerly
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from collections import OrderedDict
@@ -422,33 +423,36 @@ class JaxSplitEpoch(JaxEpoch):
 
     mode = "jax-split"
 
-    def _packed_gradients(self, params, X, Y, idx, key):
+    def _packed_gradients(self, m: int, params, X, Y, order, start, key):
         xp = self.xp
+        idx = self._jax.lax.dynamic_slice(order, (start,), (m,))
         Xb, Yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
         J, grads, m = self.step.gradients(params, Xb, Yb, key)
         return pack_gradients(xp, J, grads, m)
 
-    def _update(self, params, opt_state, buf):
+    def _update(self, params, opt_state, buf, total):
         J, grads, M = unpack_gradients(self.xp, buf, params)
-        return self.step.apply(params, opt_state, J, grads, M)
+        params, opt_state, cost = self.step.apply(params, opt_state, J, grads, M)
+        return params, opt_state, total + cost * M
 
     def __call__(self, params, opt_state, X, Y, order, steps, key: int):
+        import numpy as np
+
         xp, comm = self.xp, self.step.communicator
         n = X.shape[0]
         if order is None:
             if n not in self._arange:
                 self._arange[n] = xp.arange(n)
             order = self._arange[n]
-        total = None
-        for i, (rows, M) in enumerate(steps):
-            idx, k = order[rows], xp.asarray(key + i, dtype=xp.int32)
-            grad = self._program("gradients", self._packed_gradients, params, X, Y, idx, k)
-            buf = grad(params, X, Y, idx, k).block_until_ready()  # so that stats time the all-reduce alone
+        total = xp.zeros((), dtype=X.dtype)
+        for i, (rows, _M) in enumerate(steps):
+            m = rows.stop - rows.start
+            args = (params, X, Y, order, np.int32(rows.start), np.int32(key + i))
+            grad = self._program(f"gradients-{m}", functools.partial(self._packed_gradients, m), *args)
+            buf = grad(*args).block_until_ready()  # so that stats time the all-reduce alone
             buf = comm.allreduce_gradients(buf)
-            update = self._program("update", self._update, params, opt_state, buf)
-            params, opt_state, cost = update(params, opt_state, buf)
-            cost = cost * M
-            total = cost if total is None else total + cost
+            update = self._program("update", self._update, params, opt_state, buf, total)
+            params, opt_state, total = update(params, opt_state, buf, total)
         return params, opt_state, total
 
 

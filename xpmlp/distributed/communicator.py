@@ -152,5 +152,14 @@ def _itemsize(a) -> int:
     return getattr(dtype, "itemsize", None) or np.dtype(str(dtype).split(".")[-1]).itemsize
 
 
+def returner(buf):
+    """``back(host)``: a host result as an array like ``buf`` (its namespace and device): the
+    second half of staging a device buffer through host memory."""
+    xp, device = array_api_compat.array_namespace(buf), array_api_compat.device(buf)
+    if backends.backend_name(xp) == "cupy":  # CuPy creation ignores device= (array-api-compat #337)
+        return lambda host: backends.to_backend(host, xp, device)
+    return lambda host: xp.asarray(host, device=device)
+
+
 def _reason(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())

@@ -11,7 +11,7 @@ import array_api_compat
 import numpy as np
 
 from .. import backends
-from .communicator import Communicator, DistributedError, _reason
+from .communicator import Communicator, DistributedError, _reason, returner
 
 __all__ = ["MPICommunicator", "NCCLCommunicator", "TorchCommunicator"]
 
@@ -106,9 +106,8 @@ class MPICommunicator(Communicator):
 
             cupy.cuda.get_current_stream().synchronize()  # MPI reads the buffer outside CuPy's stream
             return buf, lambda out: out
-        device = array_api_compat.device(buf)
         host = np.array(backends.to_numpy(buf))  # a writable host copy: staged through host memory
-        return host, lambda out: backends.to_backend(out, xp, device)
+        return host, returner(buf)
 
     def _allreduce_native(self, native, op: str):
         self.comm.Allreduce(self._MPI.IN_PLACE, native, op=self._ops[op])
@@ -179,8 +178,8 @@ class NCCLCommunicator(Communicator):
         xp = array_api_compat.array_namespace(buf)
         if backends.backend_name(xp) == "torch" and buf.device.type == "cuda":
             return cupy.from_dlpack(buf.contiguous()), lambda out: xp.from_dlpack(out)
-        device = array_api_compat.device(buf)
-        return cupy.asarray(backends.to_numpy(buf)), lambda out: backends.to_backend(out, xp, device)
+        back = returner(buf)
+        return cupy.asarray(backends.to_numpy(buf)), lambda out: back(out.get())
 
     def _allreduce_native(self, native, op: str):
         self._nccl.all_reduce(native, native, op)
@@ -277,11 +276,11 @@ class TorchCommunicator(Communicator):
         elif isinstance(buf, np.ndarray) and buf.flags.writeable and buf.flags.c_contiguous:
             return torch.from_numpy(buf), lambda out: buf  # shares the array's memory
         xp = array_api_compat.array_namespace(buf)
-        device = array_api_compat.device(buf)
         if backends.backend_name(xp) == "cupy" and self._cuda:  # unverified
             return torch.from_dlpack(buf), lambda out: buf
         host = torch.from_numpy(np.array(backends.to_numpy(buf)))
-        return host, lambda out: backends.to_backend(out.numpy(), xp, device)
+        back = returner(buf)
+        return host, lambda out: back(out.numpy())
 
     def _collective(self, what: str, fn, *args, **kwargs):
         try:
