@@ -150,8 +150,20 @@ def run_different_data(comm):
     return {}, _error(lambda: xpmlp.train(network(), X, Y, optimizer=Adam(), communicator=comm, **TRAIN))
 
 
+def run_different_networks(comm):
+    """Rank 1's network has another hidden width: a clear error on every rank, before any step."""
+    import xpmlp
+    from xpmlp.optimizers import Adam
+
+    X, Y = problem()
+    net = network() if comm.rank == 0 else xpmlp.MLP([4, 7, 3], ["tanh", "softmax"], "cross_entropy",
+                                                     dtype="float64")
+    return {}, _error(lambda: xpmlp.train(net, X, Y, optimizer=Adam(), communicator=comm, **TRAIN))
+
+
 def run_validation_failure(comm):
-    """The validation score raises on rank 1 in epoch 2: agreed on, every rank raises, none hangs."""
+    """The validation score raises on rank 1 in epoch 2: agreed on, every rank raises, none hangs.
+    (Sharded data: with replicated data only rank 0 computes the score.)"""
     import xpmlp
     from xpmlp.optimizers import Adam
 
@@ -164,7 +176,8 @@ def run_validation_failure(comm):
             raise ValueError("simulated validation failure")
         return 0.5
 
-    run = lambda: xpmlp.train(network(), X, Y, optimizer=Adam(), communicator=comm, validation_score=score, **TRAIN)
+    run = lambda: xpmlp.train(network(), X, Y, optimizer=Adam(), communicator=comm, validation_score=score,
+                              distributed_data="sharded", **TRAIN)
     return {}, _error(run)
 
 
@@ -200,6 +213,7 @@ SCENARIOS = {
     "labels": run_labels,
     "prepare_failure": run_prepare_failure,
     "different_data": run_different_data,
+    "different_networks": run_different_networks,
     "validation_failure": run_validation_failure,
     "step_failure": run_step_failure,
     "train_jax": lambda comm: run_train(comm, backend="jax", compile=True),

@@ -176,7 +176,7 @@ def mpi_run(tmp_path_factory):
     _mpiexec()
     outdir = tmp_path_factory.mktemp("mpi")
     scenarios = ["train", "sharded", "estimator", "labels", "prepare_failure", "different_data",
-                 "validation_failure"]
+                 "different_networks", "validation_failure"]
     if importlib.util.find_spec("jax") is not None:
         scenarios.append("train_jax")
     done = _run_mpi(outdir, scenarios)
@@ -240,6 +240,11 @@ def test_mpi_replicated_mode_refuses_different_data(mpi_run):
     for _, meta in _read(mpi_run, "different_data"):
         assert meta["error"] == "ValueError" and "same data on every rank" in meta["message"]
         assert "distributed_data='sharded'" in meta["message"]
+
+
+def test_mpi_ranks_with_different_networks_refuse_to_train(mpi_run):
+    for _, meta in _read(mpi_run, "different_networks"):
+        assert meta["error"] == "ValueError" and "the ranks' networks differ" in meta["message"]
 
 
 def test_mpi_a_failing_validation_score_is_agreed_on(mpi_run):

@@ -145,30 +145,43 @@ def make_train_step(net: MLP, optimizer: Optimizer, *, alpha: float = 0.0, param
     return TrainStep(net, optimizer, alpha=alpha, plan=plan, communicator=communicator)
 
 
-def pack_gradients(xp, J, grads, m):
+def pack_gradients(xp, J, grads, m, *, inplace: bool = False):
     """One flat buffer ``m * [dW1, db1, ..., dWL, dbL, J, 1]`` (the arrays raveled in that order).
 
     Summed over the ranks (one all-reduce), it holds ``sum_r m_r grads_r``,
     ``sum_r m_r J_r`` and ``M = sum_r m_r``: :func:`unpack_gradients` divides by ``M``
     and gives the gradients and mean cost of the global batch, exactly (to rounding)
     also when the shares differ in size. ``m`` is a Python number (0 for an empty share).
+    ``inplace``: scale the new buffer in place (mutable arrays: one pass less).
     """
-    parts = [flatten(xp, grads), xp.reshape(J, (1,)), xp.reshape(xp.ones_like(J), (1,))]
-    return xp.concat(parts) * float(m)
+    flat = xp.concat(_raveled(xp, grads) + [xp.reshape(J, (1,)), xp.reshape(xp.ones_like(J), (1,))])
+    if inplace:
+        flat *= float(m)
+        return flat
+    return flat * float(m)
 
 
-def unpack_gradients(xp, buf, like):
+def unpack_gradients(xp, buf, like, *, inplace: bool = False):
     """``(J, grads, M)`` from a summed :func:`pack_gradients` buffer; ``like`` gives the shapes
-    (the parameters). ``J`` and ``M`` are 0-d arrays; the gradients are views of one array."""
-    M = buf[-1]
-    buf = buf / M
+    (the parameters). ``J`` and ``M`` are 0-d arrays; the gradients are views of one array
+    (of ``buf`` itself, divided in place, with ``inplace``)."""
+    if inplace:
+        M = xp.asarray(buf[-1], copy=True)
+        buf /= M
+    else:
+        M = buf[-1]
+        buf = buf / M
     grads = unflatten(xp, buf, like)
     return buf[-2], grads, M
 
 
+def _raveled(xp, pairs) -> list:
+    return [xp.reshape(a, (-1,)) for pair in pairs for a in pair]
+
+
 def flatten(xp, pairs):
     """``[(W1, b1), ...]`` as one 1-D array (raveled, in that order)."""
-    return xp.concat([xp.reshape(a, (-1,)) for pair in pairs for a in pair])
+    return xp.concat(_raveled(xp, pairs))
 
 
 def unflatten(xp, flat, like):

@@ -223,7 +223,6 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
     NonFiniteLossError
         When an epoch's cost or the parameters become NaN or infinite; the network
         and the optimizer are put back to the start of that epoch first.
-
     DistributedError
         Data parallel: another rank failed (its rank and error are named).
 
@@ -239,7 +238,8 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         raise ValueError(f"X has {n} samples but Y has {Y.shape[0]}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     comm = distributed.get_communicator(communicator)
-    plan = None if comm is None else distributed.DataPlan(comm, X, Y, batch_size, distributed_data, rng)
+    plan = None if comm is None else distributed.DataPlan(comm, X, Y, batch_size, distributed_data, rng,
+                                                          shapes=[(W.shape, b.shape) for W, b in net.params])
     m = resolve_batch_size(batch_size, n) if plan is None else plan.batch
     n_epoch = n if plan is None else plan.n_total  # rows of an epoch, over all ranks
     speak = plan is None or comm.rank == 0  # only rank 0 prints and warns
@@ -348,8 +348,9 @@ def _validation(validation_score, plan) -> float:
     if plan is None:
         return float(validation_score())
     value = error = None
-    try:
-        value = validation_score()
+    try:  # replicated data: rank 0's score is taken, the others need not compute it
+        if plan.data == "sharded" or plan.comm.rank == 0:
+            value = validation_score()
     except Exception as exc:  # agreed on below, so that no rank waits for one that failed
         error = exc
     score = plan.agree_score(value, error)

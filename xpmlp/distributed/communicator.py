@@ -10,6 +10,7 @@ import array_api_compat
 import numpy as np
 
 from .. import backends
+from ..optimizers import supports_inplace
 from ..step import flatten, pack_gradients, unflatten, unpack_gradients
 
 __all__ = ["Communicator", "DistributedError"]
@@ -46,6 +47,7 @@ class Communicator:
     def __init__(self, rank: int, size: int, local_rank: int = 0):
         self.rank, self.size, self.local_rank = int(rank), int(size), int(local_rank)
         self.stats = {"calls": 0, "bytes": 0, "seconds": 0.0}
+        self._mutable: dict[type, bool] = {}
 
     # ------------------------------------------------- the engine's primitives
     def _native(self, buf):
@@ -101,7 +103,11 @@ class Communicator:
         """``(J, grads, M)`` of the global batch from this rank's ``J, grads`` over ``m`` rows:
         one all-reduce of one flat buffer (see :func:`xpmlp.step.pack_gradients`)."""
         xp = array_api_compat.array_namespace(J)
-        return unpack_gradients(xp, self.allreduce_gradients(pack_gradients(xp, J, grads, m)), grads)
+        inplace = self._mutable.get(type(J))
+        if inplace is None:  # decided once per array type: can the packed buffer be scaled in place?
+            inplace = self._mutable[type(J)] = supports_inplace(grads[0][1])
+        buf = self.allreduce_gradients(pack_gradients(xp, J, grads, m, inplace=inplace))
+        return unpack_gradients(xp, buf, grads, inplace=inplace)
 
     def allreduce_gradients(self, buf):
         """The step's all-reduce of a packed buffer (counted and timed in ``stats``)."""

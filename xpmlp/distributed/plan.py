@@ -34,7 +34,8 @@ class DataPlan:
     """How this rank's rows form the batches of each epoch (see the module docstring).
 
     Made once per :func:`xpmlp.train` (a few small collectives): agrees on the
-    shapes, checks replicated data, resolves the global batch size and, for
+    shapes of the data and of the parameters (``shapes``: ``[(W.shape, b.shape), ...]``),
+    checks replicated data, resolves the global batch size and, for
     replicated data, adopts rank 0's random state in ``rng``.
 
     Attributes
@@ -48,18 +49,22 @@ class DataPlan:
         empty) and the global batch size ``M``.
     """
 
-    def __init__(self, comm: Communicator, X, Y, batch_size, data: str, rng: np.random.Generator):
+    def __init__(self, comm: Communicator, X, Y, batch_size, data: str, rng: np.random.Generator, *,
+                 shapes=None):
         from ..compile import batch_slices
         from ..training import resolve_batch_size
 
         check_data_mode(data)
         self.comm, self.data = comm, data
         n = int(X.shape[0])
-        mine = (n, int(X.shape[1]), int(Y.shape[1]), _checksum(X, Y) if data == "replicated" else None)
+        shapes = None if shapes is None else [tuple(map(tuple, pair)) for pair in shapes]
+        mine = (n, int(X.shape[1]), int(Y.shape[1]), _checksum(X, Y) if data == "replicated" else None, shapes)
         every = comm.allgather_object(mine)
-        shapes = [e[1:3] for e in every]
-        if len(set(shapes)) > 1:
-            raise ValueError(f"the ranks' data differ in shape: (features, outputs) per rank {shapes}")
+        if any(e[4] != every[0][4] for e in every):
+            raise ValueError(f"the ranks' networks differ: parameter shapes per rank {[e[4] for e in every]}")
+        dims = [e[1:3] for e in every]
+        if len(set(dims)) > 1:
+            raise ValueError(f"the ranks' data differ in shape: (features, outputs) per rank {dims}")
         sizes = [e[0] for e in every]
         r, size = comm.rank, comm.size
         if data == "replicated":
