@@ -154,25 +154,35 @@ class JaxEpoch:
         params, opt_state, cost = self.step(params, opt_state, Xb, Yb, key)
         return params, opt_state, cost * idx.shape[0]
 
-    def __call__(self, params, opt_state, X, Y, order, batch_size: int, key: int):
+    def _plan(self, params, opt_state, X, Y, order, batch_size: int, key: int):
+        """The programs an epoch runs, with their arguments: [(program, args), ...]."""
         xp = self.xp
-        n = X.shape[0]
+        n = X.shape[0] if order is None else order.shape[0]
         if order is None:
             if n not in self._arange:
                 self._arange[n] = xp.arange(n)
             order = self._arange[n]
         full = n // batch_size
-        total = None
-        key0 = xp.asarray(key, dtype=xp.int32)
+        plan = []
         if full:
             rows = xp.reshape(order[:full * batch_size], (full, batch_size))
-            prog = self._program("epoch", self._scan_epoch, params, opt_state, X, Y, rows, key0)
-            params, opt_state, total = prog(params, opt_state, X, Y, rows, key0)
+            args = (params, opt_state, X, Y, rows, xp.asarray(key, dtype=xp.int32))
+            plan.append((self._program("epoch", self._scan_epoch, *args), args))
         if full * batch_size < n:
-            rest = order[full * batch_size:]
-            key1 = xp.asarray(key + full, dtype=xp.int32)
-            prog = self._program("step", self._one_step, params, opt_state, X, Y, rest, key1)
-            params, opt_state, cost = prog(params, opt_state, X, Y, rest, key1)
+            args = (params, opt_state, X, Y, order[full * batch_size:], xp.asarray(key + full, dtype=xp.int32))
+            plan.append((self._program("step", self._one_step, *args), args))
+        return plan
+
+    def warm(self, params, opt_state, X, Y, order, batch_size: int, key: int = 0) -> float:
+        """Compile what a call with these shapes runs, without running it; returns the seconds spent."""
+        before = self.compile_seconds
+        self._plan(params, opt_state, X, Y, order, batch_size, key)
+        return self.compile_seconds - before
+
+    def __call__(self, params, opt_state, X, Y, order, batch_size: int, key: int):
+        total = None
+        for prog, args in self._plan(params, opt_state, X, Y, order, batch_size, key):
+            params, opt_state, cost = prog(params, opt_state, *args[2:])
             total = cost if total is None else total + cost
         return params, opt_state, total
 
