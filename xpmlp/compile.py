@@ -91,7 +91,8 @@ class EagerEpoch:
     def __call__(self, params, opt_state, X, Y, order, batch_size: int, key: int):
         xp, step = self.xp, self.step
         total = None
-        for i, sl in enumerate(batch_slices(X.shape[0], batch_size)):
+        n = X.shape[0] if order is None else order.shape[0]
+        for i, sl in enumerate(batch_slices(n, batch_size)):
             if order is None:
                 Xb, Yb = X[sl, :], Y[sl, :]
             else:
