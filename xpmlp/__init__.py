@@ -15,6 +15,7 @@ from .optimizers import SGD, Adam, AdamW, make_optimizer, make_schedule
 from .training import History, NonFiniteLossError, train
 from . import datasets
 from .io import ModelFileError, load, save
+from .plotting import plot_history
 
 __version__ = "0.1.0"
 
