@@ -781,14 +781,14 @@ def test_threads_limits_blas_and_torch_during_training(capsys, monkeypatch, blob
     from xpmlp.network import MLP
 
     seen = []
-    real_step = MLP._value_and_grad
+    real_step = MLP.value_and_grad
 
     def recording(self, *args, **kwargs):
         blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
         seen.append((torch.get_num_threads(), blas))
         return real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(MLP, "_value_and_grad", recording)
+    monkeypatch.setattr(MLP, "value_and_grad", recording)
     before = torch.get_num_threads()
     code, out, err = run(capsys, "train", blobs_csv, "--target", "kind", "--epochs", "2", "--backend", "torch",
                          "--threads", "1")
@@ -802,7 +802,7 @@ def interrupt_step(monkeypatch, at_call: int) -> None:
     """Ctrl-C in the ``at_call``-th training step."""
     from xpmlp.network import MLP
 
-    real = MLP._value_and_grad
+    real = MLP.value_and_grad
     calls = []
 
     def interrupted(self, *args, **kwargs):
@@ -811,7 +811,7 @@ def interrupt_step(monkeypatch, at_call: int) -> None:
             raise KeyboardInterrupt
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(MLP, "_value_and_grad", interrupted)
+    monkeypatch.setattr(MLP, "value_and_grad", interrupted)
 
 
 def test_ctrl_c_in_a_later_epoch_keeps_and_saves_the_last_complete_one(capsys, monkeypatch, tmp_path, blobs_csv):
