@@ -187,10 +187,11 @@ def test_debug_before_or_after_the_command(tmp_path):
             main(argv)
 
 
-def test_early_stopping_options_need_early_stopping(capsys, blobs_csv):
-    code, out, err = run(capsys, "train", blobs_csv, "--patience", "3")
+def test_validation_fraction_needs_early_stopping(capsys, blobs_csv):
+    code, out, err = run(capsys, "train", blobs_csv, "--validation-fraction", "0.2")
     assert code == 1 and out == ""
-    assert_one_line_error(err, "--validation-fraction and --patience set up early stopping; add --early-stopping")
+    assert_one_line_error(err, "--validation-fraction sets the part held out for early stopping; add "
+                               "--early-stopping")
 
 
 # ------------------------------------------------------------------ data errors
@@ -374,10 +375,12 @@ def test_cupy_missing_keeps_the_install_hint(capsys, monkeypatch, blobs_csv):
                           "CuPy computes on an NVIDIA GPU")
 
 
-def test_cupy_without_a_gpu_says_no_device_is_visible(capsys, monkeypatch, blobs_csv):
+@pytest.mark.parametrize("command", ["train", "predict"])
+def test_cupy_without_a_gpu_says_no_device_is_visible(capsys, monkeypatch, tmp_path, blobs_csv, command):
+    argv = ["train", blobs_csv] if command == "train" else ["predict", str(tmp_path / "m.xpmlp"), blobs_csv]
     monkeypatch.setattr(_cli_checks, "_installed", lambda module: True)
     monkeypatch.setattr(backends, "_probe", lambda name: (False, "CuPy is installed but sees no CUDA device", []))
-    code, out, err = run(capsys, "train", blobs_csv, "--backend", "cupy")
+    code, out, err = run(capsys, *argv, "--backend", "cupy")
     assert code == 1 and out == ""
     assert_one_line_error(err, "CuPy is installed, but no GPU/CUDA device is visible here", "nvidia-smi",
                           "--backend numpy")
@@ -622,10 +625,13 @@ def test_the_bar_stays_off_when_stderr_is_not_a_terminal(capsys, monkeypatch, bl
     assert code == 0 and err == ""
 
 
-def test_the_bar_shows_loading_first_then_the_validation_score_and_why_it_stopped(capsys, house_csv):
+def test_the_bar_shows_loading_first_then_the_validation_score_and_why_it_stopped(capsys, tmp_path, house_csv):
+    model = tmp_path / "m.xpmlp"
     code, out, err = run(capsys, "train", house_csv, "--task", "regression", "--early-stopping", "--epochs", "2000",
-                         "--progress")
+                         "--patience", "8", "--validation-fraction", "0.2", "--progress", "--save", str(model))
     assert code == 0, err
+    est = xpmlp.load(model)
+    assert (est.early_stopping, est.n_iter_no_change, est.validation_fraction) == (True, 8, 0.2)
     assert err.startswith("\rloading numpy and xpmlp ...\x1b[K\rreading ")
     epochs = [m.group(0) for m in re.finditer(r"\repoch[^\r]*", err)]
     assert epochs and all(" val 0." in e or " val -" in e for e in epochs)

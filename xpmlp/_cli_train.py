@@ -48,8 +48,8 @@ def _check_options(args) -> None:
         check_choice("--activation", args.activation, _hidden_activations(), "activation")
     if args.solver is not None:
         check_choice("--solver", args.solver, list(OPTIMIZERS), "solver")
-    if (args.validation_fraction is not None or args.patience is not None) and not args.early_stopping:
-        raise CommandError("--validation-fraction and --patience set up early stopping; add --early-stopping")
+    if args.validation_fraction is not None and not args.early_stopping:
+        raise CommandError("--validation-fraction sets the part held out for early stopping; add --early-stopping")
     keep = [args.data] if args.data else []
     if args.save:
         check_model_path(args.save, keep=keep)

@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Sequence, TextIO
 
-from ._cli_checks import CommandError, UsageError, check_output_path, one_line
+from ._cli_checks import CommandError, UsageError, check_backend, check_output_path, one_line
 from .progress import ProgressBar, wanted
 
 __all__ = ["main", "build_parser", "BACKEND_NAMES"]
@@ -124,7 +124,8 @@ def _train_parser(commands, common) -> None:
     model.add_argument("--validation-fraction", type=_fraction, metavar="FRAC",
                        help="with --early-stopping: the fraction held out for it (default 0.1)")
     model.add_argument("--patience", type=_positive_int, metavar="N",
-                       help="with --early-stopping: epochs without improvement before stopping (default 10)")
+                       help="stop after N epochs without improvement of the validation score (--early-stopping) "
+                            "or else of the training loss (n_iter_no_change, default 10)")
     model.add_argument("--seed", type=int, default=0, help="seed of the split and the model (default 0)")
     model.add_argument("--test-size", type=_fraction, default=0.25, metavar="FRAC",
                        help="fraction held out for the score (default 0.25; stratified for classification)")
@@ -233,6 +234,8 @@ def _predict(args, out: TextIO) -> int:
 
     if args.output:
         check_output_path(args.output, "--output", example="predictions.csv", keep=[args.model, args.data])
+    if args.backend is not None:  # else the model's own backend, or NumPy if that is not usable here
+        check_backend(args.backend, args.device)
     header = read_metadata(args.model)
     if header["kind"] == "MLP":
         raise CommandError(f"{args.model} holds a low-level xpmlp.MLP; `xpmlp predict` needs an estimator "
