@@ -16,6 +16,8 @@ import xpmlp
 from xpmlp import backends
 
 BACKENDS = list(backends.BACKENDS)
+#: Where the figures go by default: beside the examples, in a folder git ignores, whatever the current directory.
+OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
 
 def parser(description: str, out: str | None, several_backends: bool = False) -> argparse.ArgumentParser:
@@ -35,7 +37,8 @@ def parser(description: str, out: str | None, several_backends: bool = False) ->
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of the batches")
     p.add_argument("--quick", action="store_true", help="a shorter run (the test suite uses it)")
     if out is not None:
-        p.add_argument("--out", default=out, help=f"where to save the figure (default: {out})")
+        default = os.path.join(OUT_DIR, out)
+        p.add_argument("--out", default=default, help=f"where to save the figure (default: examples/out/{out})")
     return p
 
 

@@ -79,6 +79,25 @@ def test_xor(tmp_path, backend, dtype, extra):
     assert_figure(png, out)
 
 
+def test_figures_go_to_examples_out_by_default(tmp_path):
+    """Without --out a figure goes to examples/out/ (ignored by git), never into the current directory."""
+    png = EXAMPLES / "out" / "xor_decision_boundary.png"
+    existed = png.exists()
+    out = run_example("xor", cwd=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    try:
+        if HAS_MPL:
+            assert f"saved {png}" in out and png.is_file()
+        else:
+            assert "matplotlib is not installed" in out
+    finally:
+        if not existed and png.exists():
+            png.unlink()
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(png)], cwd=EXAMPLES, capture_output=True)
+    if ignored.returncode != 128:  # 128: not a git checkout (an sdist)
+        assert ignored.returncode == 0, "examples/out/ should be ignored by git"
+
+
 def test_xor_without_matplotlib(tmp_path):
     """matplotlib is optional: without it the example says so and still prints its results."""
     png = tmp_path / "xor.png"

@@ -18,6 +18,7 @@ from .step import TrainStep, make_train_step
 from .training import History, NonFiniteLossError, train
 from . import datasets
 from .io import ModelFileError, load, save
+from .plotting import plot_history
 
 __version__ = "0.1.0"
 
