@@ -189,14 +189,23 @@ def test_save_through_a_symbolic_link_replaces_its_target(tmp_path, net):
     assert sorted(os.listdir(real.parent)) == ["v1.xpmlp"]
 
 
-def test_failed_rename_leaves_no_temp_file(tmp_path, net, monkeypatch):
+@pytest.mark.parametrize("o_tmpfile", [True, False])
+def test_failed_rename_leaves_no_temp_file(tmp_path, net, monkeypatch, o_tmpfile):
+    import xpmlp.io as xio
+
+    monkeypatch.setattr(xio, "_USE_O_TMPFILE", o_tmpfile)
+    path = tmp_path / "m.xpmlp"
+    save(net, path)
+    before = path.read_bytes()
+
     def no_rename(src, dst):
         raise PermissionError(f"cannot rename {src}")
 
     monkeypatch.setattr(os, "replace", no_rename)
     with pytest.raises(PermissionError):
-        save(net, tmp_path / "m.xpmlp")
-    assert os.listdir(tmp_path) == []
+        save(xpmlp.MLP([5, 7, 3], ["relu", "softmax"], "cross_entropy", seed=5), path)
+    assert os.listdir(tmp_path) == ["m.xpmlp"]
+    assert path.read_bytes() == before
 
 
 def test_saved_file_gets_the_usual_permissions(tmp_path, net):

@@ -666,27 +666,37 @@ def _create_temp(directory: str, base: str, anonymous: bool) -> tuple[int, str |
             continue
 
 
-def _link_anonymous(fd: int, directory: str, base: str, target: str, target_exists: bool) -> str | None:
+def _link_anonymous(fd: int, directory: str, base: str, target_exists: bool) -> str | None:
     """Give the complete anonymous file a name: the target itself if there is none
     (then None is returned), else a temporary name to rename over it."""
     source = f"/proc/self/fd/{fd}"
-    if not target_exists:
-        try:
-            os.link(source, target)
-            return None
-        except FileExistsError:  # created meanwhile: replace it like any existing file
-            pass
-        except OSError as exc:
-            raise _NoAnonymousFile from exc
-    while True:
-        tmp = _temp_path(directory, base)
-        try:
-            os.link(source, tmp)
-            return tmp
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise _NoAnonymousFile from exc
+    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+
+    def link(name: str) -> None:
+        # linkat(AT_FDCWD, source, dir_fd, name, AT_SYMLINK_FOLLOW): a dir_fd makes os.link call
+        # linkat, which follows the /proc link to the file; its plain link() would fail (EXDEV).
+        os.link(source, name, dst_dir_fd=dir_fd, follow_symlinks=True)
+
+    try:
+        if not target_exists:
+            try:
+                link(base)
+                return None
+            except FileExistsError:  # created meanwhile: replace it like any existing file
+                pass
+            except OSError as exc:
+                raise _NoAnonymousFile from exc
+        while True:
+            tmp = _temp_path(directory, base)
+            try:
+                link(os.path.basename(tmp))
+                return tmp
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise _NoAnonymousFile from exc
+    finally:
+        os.close(dir_fd)
 
 
 def _save_once(members, directory: str, base: str, target: str, previous: os.stat_result | None,
@@ -703,7 +713,7 @@ def _save_once(members, directory: str, base: str, target: str, previous: os.sta
                 except OSError:  # only root may give a file away; a group only to its members
                     pass
         if tmp is None:
-            tmp = _link_anonymous(fd, directory, base, target, previous is not None)
+            tmp = _link_anonymous(fd, directory, base, previous is not None)
         if tmp is not None:
             os.replace(tmp, target)
             tmp = None
@@ -1064,8 +1074,9 @@ def _read_npy_header(path: str, fh, name: str, total: int) -> tuple[tuple, bool,
     parse = np.lib.format.read_array_header_1_0 if width == 2 else np.lib.format.read_array_header_2_0
     try:
         shape, fortran, dtype = parse(_stdio.BytesIO(length_bytes + text), max_header_size=_MAX_NPY_HEADER)
-    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError, OverflowError) as exc:
-        raise ModelFileError(path, f"corrupt model file: cannot read the .npy header of {what} ({exc})") from None
+    except Exception as exc:  # numpy's parser of these few bytes fails in many ways (even tokenize.TokenError)
+        raise ModelFileError(path, f"corrupt model file: cannot read the .npy header of {what} "
+                                   f"({type(exc).__name__}: {str(exc)[:200]})") from None
     return shape, fortran, dtype, 8 + width + length
 
 
