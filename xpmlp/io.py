@@ -58,15 +58,20 @@ each (a duplicated member is refused); the declared uncompressed sizes of all
 members together are at most 32 times the file's size plus 1 MiB; the
 header member is at most 4 MiB and nested at most 32 deep (checked on its
 text before it is parsed); every field the loader reads has the type and
-range the schema below says; each array's declared size must be what the
-network's ``sizes`` and ``dtype`` need, and the ``.npy`` header inside (at
-most 4 KiB) must give exactly that dtype and shape. Each array is then
-inflated in 1 MiB pieces straight into an array of its declared shape, never
-past its declared size. The peak is the declared arrays, a few copies of the
-network on its backend, 1 MiB and the parsed header.
+range of the schema in this module (``_HEADER_SCHEMA`` and its parts); the
+manifest lists exactly the arrays the network's ``sizes`` need, in its
+``dtype``, and each array's member declares exactly their size (plus a
+``.npy`` header of at most 4 KiB, which must give that dtype and shape before
+anything is allocated). Each array is then inflated in 1 MiB pieces straight
+into an array of its declared shape, never past its declared size. So a
+refused file costs at most the central directory (1 MiB), the header (4 MiB
+of text; parsed, about 100 MiB in the worst case) and 1 MiB of inflating;
+a loaded one, in addition, about four times its arrays while the network is
+built (initialised, then given the file's weights) and moved to its backend.
 
 *Time is bounded* likewise: what is read and inflated is bounded as above,
-so loading takes time proportional to the declared model.
+so loading takes time proportional to the declared model; a non-regular
+file is refused after one ``stat``.
 
 *A file that loads is consistent*: the CRC-32 of every member is checked; the
 arrays have the shapes and dtype the architecture needs; the activations and
@@ -320,7 +325,7 @@ def mlp_from_state(meta: dict, arrays: dict[str, np.ndarray], backend: str | Non
 # What every field the loader reads must be, declared once. A spec is: a type (str, bool,
 # int: not bool, float: any finite number), None (JSON null), a tuple (any of), a list
 # ([item spec]), a dict (an object with these keys; "key?" may be absent; other keys are
-# ignored), _Map (an object of any keys), _Int (an integer in a range), _OneOf or _ANY.
+# ignored), _Map (an object of any keys), _Int (an integer in a range) or _OneOf (one of these strings).
 class _Int:
     def __init__(self, low: int, high: int = 2 ** 63 - 1):
         self.low, self.high = low, high
@@ -336,7 +341,6 @@ class _OneOf:
         self.values = values
 
 
-_ANY = object()
 _SCALAR = (float, bool, str, None)
 _DTYPE = _OneOf("float32", "float64")
 _NETWORK_SCHEMA = {
@@ -387,8 +391,6 @@ _NAMES = {str: ("a string", "strings"), bool: ("true or false", "booleans"), int
 
 
 def _describe(spec, plural: bool = False) -> str:
-    if spec is _ANY:
-        return "JSON values" if plural else "any JSON value"
     if isinstance(spec, tuple):
         return " or ".join(_describe(s, plural) for s in spec)
     if isinstance(spec, list):
@@ -409,8 +411,6 @@ class _SchemaError(Exception):
 
 def _conform(value, spec, where: str) -> None:
     """Raise ``_SchemaError`` naming the field where ``value`` does not match ``spec``."""
-    if spec is _ANY:
-        return
     if isinstance(spec, tuple):
         for alternative in spec:
             try:
@@ -592,7 +592,8 @@ def _sweep_orphans(directory: str) -> None:
     and anything that is not a regular file are left alone.
     """
     try:
-        entries = [e for e in os.scandir(directory) if _TEMP_NAME.fullmatch(e.name)]
+        with os.scandir(directory) as scan:
+            entries = [e for e in scan if _TEMP_NAME.fullmatch(e.name)]
     except OSError:
         return
     uid = os.geteuid() if hasattr(os, "geteuid") else None
@@ -707,7 +708,8 @@ def _save_once(members, directory: str, base: str, target: str, previous: os.sta
         _write_members(fd, members)
         if previous is not None:
             os.fchmod(fd, stat.S_IMODE(previous.st_mode) & 0o777)
-            if hasattr(os, "fchown") and (previous.st_uid, previous.st_gid) != (os.getuid(), os.getgid()):
+            now = os.fstat(fd)
+            if (now.st_uid, now.st_gid) != (previous.st_uid, previous.st_gid):
                 try:
                     os.fchown(fd, previous.st_uid, previous.st_gid)
                 except OSError:  # only root may give a file away; a group only to its members
@@ -1216,10 +1218,8 @@ def _check_state(path: str, header: dict) -> None:
     kind = header["kind"]
     if kind == "MLP":
         return
-    cls = _estimator_class(path, kind)
     state = header["state"]
     sizes = state["sizes"]
-
     refuse = _refuser(path, kind)
     if state["class"] != kind:
         refuse(f"its state is of class {state['class']!r}")
