@@ -8,7 +8,6 @@ import copy
 import io
 import json
 import os
-import pickle
 import random
 import signal
 import socket
