@@ -658,6 +658,15 @@ def test_resaving_keeps_permission_bits(tmp_path, save_path):
     assert _orphans(tmp_path) == []
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can give files away")
+def test_resaving_keeps_owner_and_group_where_allowed(tmp_path, save_path):
+    path = tmp_path / "model.xpmlp"
+    save(xpmlp.MLP([3, 2], ["identity"], seed=0), path)
+    os.chown(path, 1, 1)
+    save(xpmlp.MLP([3, 2], ["identity"], seed=1), path)
+    assert (path.stat().st_uid, path.stat().st_gid) == (1, 1)
+
+
 def test_o_tmpfile_saves_never_name_a_file_before_it_is_complete(tmp_path, monkeypatch):
     if not xio._anonymous_files_work():
         pytest.skip("O_TMPFILE is not available here")

@@ -700,6 +700,21 @@ def _link_anonymous(fd: int, directory: str, base: str, target_exists: bool) -> 
         os.close(dir_fd)
 
 
+def _keep_mode_and_owner(fd: int, tmp: str | None, previous: os.stat_result) -> None:
+    """Give the new file the permission bits, and where allowed the owner, of the one it replaces."""
+    mode = stat.S_IMODE(previous.st_mode) & 0o777
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    elif tmp is not None:  # Windows: only the read-only bit means anything there
+        os.chmod(tmp, mode)
+    now = os.fstat(fd)
+    if hasattr(os, "fchown") and (now.st_uid, now.st_gid) != (previous.st_uid, previous.st_gid):
+        try:
+            os.fchown(fd, previous.st_uid, previous.st_gid)
+        except OSError:  # only root may give a file away; a group only to its members
+            pass
+
+
 def _save_once(members, directory: str, base: str, target: str, previous: os.stat_result | None,
                anonymous: bool) -> None:
     fd, tmp = _create_temp(directory, base, anonymous)
@@ -707,13 +722,7 @@ def _save_once(members, directory: str, base: str, target: str, previous: os.sta
         _try_lock(fd)  # held until the rename: a sweep leaves this file alone
         _write_members(fd, members)
         if previous is not None:
-            os.fchmod(fd, stat.S_IMODE(previous.st_mode) & 0o777)
-            now = os.fstat(fd)
-            if (now.st_uid, now.st_gid) != (previous.st_uid, previous.st_gid):
-                try:
-                    os.fchown(fd, previous.st_uid, previous.st_gid)
-                except OSError:  # only root may give a file away; a group only to its members
-                    pass
+            _keep_mode_and_owner(fd, tmp, previous)
         if tmp is None:
             tmp = _link_anonymous(fd, directory, base, previous is not None)
         if tmp is not None:
