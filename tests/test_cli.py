@@ -410,7 +410,7 @@ def test_unexpected_exceptions_are_one_line_too(capsys, monkeypatch):
 def test_ctrl_c_during_training_keeps_the_last_epoch(capsys, monkeypatch, tmp_path, blobs_csv):
     from xpmlp.network import MLP
 
-    real = MLP._value_and_grad
+    real = MLP.value_and_grad
     calls = []
 
     def interrupted(self, *args, **kwargs):
@@ -419,7 +419,7 @@ def test_ctrl_c_during_training_keeps_the_last_epoch(capsys, monkeypatch, tmp_pa
             raise KeyboardInterrupt
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(MLP, "_value_and_grad", interrupted)
+    monkeypatch.setattr(MLP, "value_and_grad", interrupted)
     model = tmp_path / "m.xpmlp"
     code, out, err = run(capsys, "train", blobs_csv, "--target", "kind", "--batch-size", "32", "--epochs", "50",
                          "--save", str(model))
@@ -446,14 +446,14 @@ def test_threads_limits_blas_and_torch_during_training(capsys, monkeypatch, blob
     from xpmlp.network import MLP
 
     seen = []
-    real_step = MLP._value_and_grad
+    real_step = MLP.value_and_grad
 
     def recording(self, *args, **kwargs):
         blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
         seen.append((torch.get_num_threads(), blas))
         return real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(MLP, "_value_and_grad", recording)
+    monkeypatch.setattr(MLP, "value_and_grad", recording)
     before = torch.get_num_threads()
     code, out, err = run(capsys, "train", blobs_csv, "--target", "kind", "--epochs", "2", "--backend", "torch",
                          "--threads", "1")

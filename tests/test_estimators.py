@@ -111,7 +111,8 @@ def test_partial_fit(backend, rng):
     clf.partial_fit(Xd, yd)
     clf.partial_fit(Xd, yd)
     assert clf.n_iter_ == 3 and clf.t_ == 10 + 30 + 30 and len(clf.loss_curve_) == 3
-    assert clf.optimizer_.t == 2 + 4 + 4  # one optimizer across the calls: 2 + 4 + 4 batches of 8
+    # one optimizer state across the calls: 2 + 4 + 4 batches of 8
+    assert clf.optimizer_.steps_of(clf.history_.opt_state) == 2 + 4 + 4 == clf.history_.steps
     with pytest.raises(ValueError, match=r"partial_fit got labels not in classes_.*\[7\]"):
         clf.partial_fit(Xd, backend.asarray(np.where(y == 2, 7, y), "int64"))
     reg = MLPRegressor(**SMALL)
@@ -150,7 +151,7 @@ def test_pickle_on_any_backend(backend, rng):
     clone.partial_fit(Xd, yd)
     clf.partial_fit(Xd, yd)
     np.testing.assert_array_equal(clone.coefs_[0], clf.coefs_[0])
-    _assert_on(clone.optimizer_.state[0]["m"], backend)
+    _assert_on(clone.history_.opt_state["slots"][0]["m"], backend)
 
 
 def test_unpickles_onto_numpy_where_its_backend_is_missing(rng, monkeypatch):
@@ -245,16 +246,16 @@ def test_non_finite_loss_keeps_a_usable_model(backend, rng):
 def test_keyboard_interrupt_keeps_a_usable_model(backend, rng, monkeypatch):
     X, y = _blobs(rng)
     calls = {"n": 0}
-    step = Adam.step
+    update = Adam.update
 
-    def interrupting(self, params, grads, **kw):
+    def interrupting(self, grads, state, params, **kw):
         calls["n"] += 1
         if calls["n"] == 9:  # first batch of epoch 3 (4 batches per epoch)
             raise KeyboardInterrupt
-        return step(self, params, grads, **kw)
+        return update(self, grads, state, params, **kw)
 
-    monkeypatch.setattr(Adam, "step", interrupting)
-    clf = MLPClassifier(**dict(SMALL, max_iter=10))
+    monkeypatch.setattr(Adam, "update", interrupting)
+    clf = MLPClassifier(**dict(SMALL, max_iter=10), compile=False)  # eager: the patch runs per batch
     with pytest.warns(UserWarning, match="interrupted during epoch 3"):
         clf.fit(backend.asarray(X), backend.asarray(y, "int64"))
     assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
@@ -471,12 +472,15 @@ def test_learning_rate_schedules_drive_the_optimizer(schedule, expected, rng):
     clf = MLPClassifier(**dict(SMALL, max_iter=3), solver="sgd", learning_rate=schedule,
                         learning_rate_init=0.1).fit(X, y)
     assert clf.n_iter_ == 3
-    assert clf.optimizer_.learning_rate == pytest.approx(expected(0.1, clf.t_, clf.n_iter_), abs=1e-12)
+    lr = expected(0.1, clf.t_, clf.n_iter_)
+    assert clf.history_.learning_rate == pytest.approx(lr, abs=1e-12)
+    # the optimizer state (float32 here) carries it into the steps
+    assert clf.optimizer_.learning_rate_of(clf.history_.opt_state) == pytest.approx(lr, rel=1e-6, abs=1e-12)
 
 
 
 def test_warm_started_cosine_decays_over_its_own_epochs(rng, monkeypatch):
-    from xpmlp.optimizers import Cosine
+    from xpmlp.schedules import Cosine
 
     X, y = _blobs(rng)
     clf = MLPClassifier(**dict(SMALL, max_iter=3), solver="sgd", learning_rate="cosine", learning_rate_init=0.1,
@@ -484,9 +488,9 @@ def test_warm_started_cosine_decays_over_its_own_epochs(rng, monkeypatch):
     rates = []
     epoch_end = Cosine.epoch_end
 
-    def recording(self, optimizer, **kw):
-        epoch_end(self, optimizer, **kw)
-        rates.append(optimizer.learning_rate)
+    def recording(self, learning_rate, **kw):
+        rates.append(epoch_end(self, learning_rate, **kw))
+        return rates[-1]
 
     monkeypatch.setattr(Cosine, "epoch_end", recording)
     clf.set_params(max_iter=4).fit(X, y)

@@ -11,7 +11,10 @@ from .losses import Loss, get_loss, register_loss
 from .network import MLP, LayerCache
 from . import optimizers, training
 from .estimators import MLPClassifier, MLPRegressor
-from .optimizers import SGD, Adam, AdamW, make_optimizer, make_schedule
+from . import schedules, step
+from .optimizers import SGD, Adam, AdamW, make_optimizer
+from .schedules import make_schedule
+from .step import TrainStep, make_train_step
 from .training import History, NonFiniteLossError, train
 from . import datasets
 from .io import ModelFileError, load, save
@@ -28,6 +31,10 @@ __all__ = [
     "History",
     "NonFiniteLossError",
     "make_optimizer",
+    "make_train_step",
+    "TrainStep",
+    "schedules",
+    "step",
     "make_schedule",
     "optimizers",
     "train",

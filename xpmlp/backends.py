@@ -263,3 +263,21 @@ def available_backends() -> dict[str, dict[str, Any]]:
         usable, info, devices = _probe(name)
         report[name] = {"usable": usable, "info": info, "devices": devices}
     return report
+
+
+def host_resident(x) -> bool:
+    """Whether ``x`` lives in host memory, where reading a 0-d value (``float(x)``) costs no device sync.
+
+    NumPy and array-api-strict arrays always do; PyTorch and JAX arrays on the CPU do;
+    CuPy arrays and accelerator tensors do not.
+    """
+    xp = array_api_compat.array_namespace(x)
+    name = backend_name(xp)
+    if name in ("numpy", "array_api_strict"):
+        return True
+    dev = array_api_compat.device(x)
+    if name == "torch":
+        return dev.type == "cpu"
+    if name == "jax":
+        return getattr(dev, "platform", "") == "cpu"
+    return False

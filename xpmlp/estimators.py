@@ -31,7 +31,8 @@ import numpy as np
 from . import backends, datasets
 from .activations import ACTIVATIONS
 from .network import MLP
-from .optimizers import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
+from .optimizers import OPTIMIZERS, make_optimizer
+from .schedules import SCHEDULES, make_schedule
 from .training import History, train
 
 __all__ = ["MLPClassifier", "MLPRegressor", "NotFittedError"]
@@ -109,7 +110,7 @@ class _BaseMLP(_BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, backend=None, device=None,
-                 dtype="float32"):
+                 dtype="float32", compile="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -135,6 +136,7 @@ class _BaseMLP(_BaseEstimator):
         self.backend = backend
         self.device = device
         self.dtype = dtype
+        self.compile = compile
 
     # ------------------------------------------------------------ parameters
     def _validate_params(self) -> None:
@@ -173,6 +175,8 @@ class _BaseMLP(_BaseEstimator):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if not (self.compile == "auto" or isinstance(self.compile, (bool, np.bool_))):
+            raise ValueError(f"compile must be 'auto', True or False, got {self.compile!r}")
         if self.backend not in (None, "auto", *backends.BACKENDS):
             raise ValueError(f"unknown backend {self.backend!r}; expected None, 'auto' or one of "
                              f"{list(backends.BACKENDS)}")
@@ -253,10 +257,8 @@ class _BaseMLP(_BaseEstimator):
         return X, (xp_in, dev_in)
 
     def _move(self, xp, device) -> None:
-        """Move the fitted network (and the optimizer state, lazily) to ``xp`` on ``device``."""
+        """Move the fitted network to ``xp`` on ``device`` (the optimizer state follows at the next fit)."""
         self.net_.to(xp, device)
-        if getattr(self, "optimizer_", None) is not None:
-            self.optimizer_.to(None)
         self.backend_ = self.net_.backend
         self.device_ = backends.device_name(self.net_.device)
 
@@ -328,6 +330,7 @@ class _BaseMLP(_BaseEstimator):
                 self._new_network(X.shape[1], Y.shape[1], *self._output_layer(), xp, device)
             if self.optimizer_ is None or not incremental:  # partial_fit keeps its optimizer's moments
                 self.optimizer_ = self._new_optimizer()
+                self.history_.opt_state = None
         finally:
             self._incremental = False
         rng = self._rng()
@@ -348,7 +351,7 @@ class _BaseMLP(_BaseEstimator):
                   alpha=0.0 if self.solver == "adamw" else float(self.alpha), rng=rng, schedule=schedule,
                   tol=float(self.tol), n_iter_no_change=self.n_iter_no_change, validation_score=validation_score,
                   history=history, check_convergence=not incremental, verbose=bool(self.verbose),
-                  callback=callback)
+                  callback=callback, compile=self.compile)
         finally:  # also after a NonFiniteLossError: the model and its history stay consistent
             history.best_params = None  # restored already; no device arrays kept beyond fit
             self._set_history(history)
@@ -644,6 +647,11 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
     device : optional
         A device of the backend (``"cuda:1"``, ``"cpu"``, ...).
     dtype : {"float32", "float64"}, default "float32"
+    compile : "auto", True or False, default "auto"
+        Run the training epochs through the backend's compiler (:mod:`xpmlp.compile`):
+        ``"auto"`` compiles on JAX (a whole epoch as one XLA program) and runs the other
+        backends eagerly; ``True`` also captures CUDA graphs on CuPy and PyTorch-on-CUDA
+        (not yet verified on a GPU); ``False`` never compiles. Same results to rounding.
 
     Attributes
     ----------
@@ -661,6 +669,7 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
     backend_, device_ : str
         Where the network computes.
     optimizer_ : xpmlp.optimizers.Optimizer
+        The update rule; its state (momenta, step count, learning rate) is ``history_.opt_state``.
     coefs_, intercepts_ : list of ndarray
         The weights in scikit-learn's layout (NumPy copies).
 

@@ -286,8 +286,13 @@ class MLP:
         return self._cost(self._forward(X, self._params)[1], Y)
 
     # ---------------------------------------------------------------- backward
-    def _backward(self, cache, dZ, params):
-        """The backward recurrence from the output layer's ``dZ[L]``; returns [(dW, db), ...]."""
+    def _backward(self, cache, dZ, params, *, record: list | None = None):
+        """The backward recurrence from the output layer's ``dZ[L]``; returns [(dW, db), ...].
+
+        With ``record`` (a list of length L), ``record[l]`` gets layer ``l + 1``'s
+        ``dZ, dW, db, dA_prev`` (for :meth:`trace`; ``dA_prev`` of layer 1 is dJ/dX,
+        computed only then).
+        """
         xp = self.xp
         grads = [None] * len(params)
         for l in range(len(params) - 1, -1, -1):
@@ -295,9 +300,12 @@ class MLP:
             dW = dZ @ A_prev.T  # (15)
             db = xp.sum(dZ, axis=1, keepdims=True)  # (16)
             grads[l] = (dW, db)
-            if l > 0:
+            if l > 0 or record is not None:
                 W = params[l][0]
                 dA_prev = W.T @ dZ  # (22)
+            if record is not None:
+                record[l] = dict(dZ=dZ, dW=dW, db=db, dA_prev=dA_prev)
+            if l > 0:
                 below = cache[l - 1]
                 dZ = self.activations[l - 1].vjp(below.Z, below.A, dA_prev, xp=xp)  # (17-18)
         return grads
@@ -334,10 +342,18 @@ class MLP:
         """
         X = self._check_X(X, check_finite)
         Y = self._check_Y(Y, X, check_finite)
-        return self._value_and_grad(X, Y, self._params)
+        return self.value_and_grad(self._params, X, Y)
 
-    def _value_and_grad(self, X, Y, params):
-        """Cost and gradients for validated X, Y at ``params`` (the training step's core)."""
+    def value_and_grad(self, params, X, Y, *, key=None):
+        """``(J, [(dW1, db1), ...])`` at explicit ``params``: the pure core of a training step.
+
+        Unlike :meth:`gradients`, nothing is validated or converted, and the network's
+        own parameters are not used: ``params`` is a list of ``(W, b)`` pairs and
+        ``X: (n0, m)``, ``Y: (nL, m)`` are arrays of the network's namespace, device
+        and dtype. It only computes with ``xp`` (no host reads), so it can be traced
+        (``jax.jit``) or captured in a CUDA graph. ``key`` is the step's random key
+        (a counter; reserved for dropout, unused today).
+        """
         _, cache = self._forward(X, params)
         J = self._cost(cache, Y)
         return J, self._backward(cache, self._output_dZ(cache, Y), params)
@@ -347,22 +363,15 @@ class MLP:
 
         Returns one dict per layer ``l = 1..L`` with keys ``A_prev, W, b, Z, A, dZ,
         dW, db, dA_prev`` (``dA_prev`` of layer 1 is the gradient with respect to X).
+        The backward values come from the same recurrence as :meth:`gradients`.
         """
         X = self._check_X(X, check_finite)
         Y = self._check_Y(Y, X, check_finite)
         _, cache = self._forward(X, self._params)
-        dZ = self._output_dZ(cache, Y)
-        layers = [None] * self.n_layers
-        for l in range(self.n_layers - 1, -1, -1):
-            W, b = self._params[l]
-            dW = dZ @ cache[l].A_prev.T
-            db = self.xp.sum(dZ, axis=1, keepdims=True)
-            dA_prev = W.T @ dZ
-            layers[l] = dict(A_prev=cache[l].A_prev, W=W, b=b, Z=cache[l].Z, A=cache[l].A,
-                             dZ=dZ, dW=dW, db=db, dA_prev=dA_prev)
-            if l > 0:
-                dZ = self.activations[l - 1].vjp(cache[l - 1].Z, cache[l - 1].A, dA_prev, xp=self.xp)
-        return layers
+        record = [None] * self.n_layers
+        self._backward(cache, self._output_dZ(cache, Y), self._params, record=record)
+        return [dict(A_prev=c.A_prev, W=W, b=b, Z=c.Z, A=c.A, **r)
+                for c, (W, b), r in zip(cache, self._params, record)]
 
     # ---------------------------------------------------------------- pickling
     def __getstate__(self) -> dict:

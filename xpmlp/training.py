@@ -7,10 +7,12 @@ The data stay on the device in the usual row layout, ``X: (n_samples, n0)`` and
 network as the transposed view ``Xb.T: (n0, m)``, the core's column layout,
 without a copy.
 
-Randomness is drawn on the host from a ``numpy.random.Generator``: one seed gives
-the same batches on every backend. Per step nothing is read back from the device:
-the batch costs are summed on the device (``sum J * m_batch``) and read once per
-epoch with one ``float()``.
+Each batch goes through the training step (:mod:`xpmlp.step`), and each epoch
+through an epoch runner (:mod:`xpmlp.compile`): eager, a ``lax.scan`` program on
+JAX, or CUDA graphs. Randomness is drawn on the host from a
+``numpy.random.Generator``: one seed gives the same batches on every backend. Per
+step nothing is read back from the device: the batch costs are summed on the
+device (``sum J * m_batch``) and read once per epoch with one ``float()``.
 
 The cost reported (``loss_curve``) is scikit-learn's: the mean data cost plus the
 L2 penalty ``alpha / (2 m) * sum ||W||^2`` of each batch, weighted by its size.
@@ -29,8 +31,11 @@ import array_api_compat
 import numpy as np
 
 from . import backends
+from .compile import batch_slices, epoch_runner, resolve_mode
 from .network import MLP
-from .optimizers import Constant, Optimizer, Schedule
+from .optimizers import Optimizer, copy_state
+from .schedules import Constant, Schedule
+from .step import make_train_step
 
 __all__ = ["History", "train", "batch_slices", "resolve_batch_size", "NonFiniteLossError", "ConvergenceWarning"]
 
@@ -70,6 +75,17 @@ class History:
         Consecutive epochs without an improvement of at least ``tol``.
     best_params : list of (W, b) or None
         Copies of the parameters with the best validation score (early stopping).
+    opt_state : dict or None
+        The optimizer state after the last epoch (momenta, step count, learning
+        rate; see :meth:`xpmlp.optimizers.Optimizer.init`): the next call continues from it.
+    learning_rate : float or None
+        The current learning rate (the schedule's last word).
+    steps : int
+        Training steps (batches) taken: the random key of the next step.
+    compile_mode : str
+        How the last epochs ran: ``"eager"``, ``"jax"`` or ``"cuda-graph"``.
+    compile_seconds : float
+        Time spent compiling (0 when the compiled programs were reused).
     """
 
     loss_curve: list[float] = dataclasses.field(default_factory=list)
@@ -81,6 +97,21 @@ class History:
     no_improvement_count: int = 0
     best_params: list | None = None
     stopped_because: str = ""
+    opt_state: dict | None = None
+    learning_rate: float | None = None
+    steps: int = 0
+    compile_mode: str = ""
+    compile_seconds: float = 0.0
+
+    def __getstate__(self) -> dict:
+        """Pickle host (NumPy) copies of the arrays; they move back to the device on the next fit."""
+        from .optimizers import state_to_numpy
+
+        state = dict(self.__dict__)
+        for key in ("opt_state", "best_params"):
+            if state[key] is not None:
+                state[key] = state_to_numpy(state[key])
+        return state
 
 
 def resolve_batch_size(batch_size: int | str, n_samples: int) -> int:
@@ -95,23 +126,8 @@ def resolve_batch_size(batch_size: int | str, n_samples: int) -> int:
     return int(min(batch_size, n_samples))
 
 
-def batch_slices(n_samples: int, batch_size: int) -> list[slice]:
-    """Consecutive slices of ``batch_size`` covering ``range(n_samples)``; the last may be smaller."""
-    return [slice(start, min(start + batch_size, n_samples)) for start in range(0, n_samples, batch_size)]
-
-
 def _copy_params(xp, params):
     return [(xp.asarray(W, copy=True), xp.asarray(b, copy=True)) for W, b in params]
-
-
-def _sum_of_squares(xp, params):
-    """``sum_l ||W[l]||^2`` as a 0-d array: a dot product of the flattened weights (one pass, no copy)."""
-    total = None
-    for W, _ in params:
-        w = xp.reshape(W, (-1,))
-        sq = xp.vecdot(w, w)
-        total = sq if total is None else total + sq
-    return total
 
 
 def _all_finite(xp, params) -> bool:
@@ -128,19 +144,20 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
           schedule: Schedule | None = None, tol: float = 1e-4, n_iter_no_change: int = 10,
           validation_score: Callable[[], float] | None = None, history: History | None = None,
           check_convergence: bool = True, verbose: bool = False,
-          callback: Callable[[History], Any] | None = None) -> History:
+          callback: Callable[[History], Any] | None = None, compile: bool | str = "auto") -> History:
     """Train ``net`` for up to ``max_iter`` epochs of mini-batch gradient descent.
 
     Parameters
     ----------
     net : MLP
-        Updated in place (``net.params``).
+        Its parameters are the starting point; they are replaced by the trained ones
+        (the arrays it held are never written to).
     X : array, (n_samples, n0)
         Inputs, row layout, on the network's namespace and device, in its dtype, finite.
     Y : array, (n_samples, nL)
         Targets, row layout, same namespace, device and dtype.
     optimizer : Optimizer
-        Its ``learning_rate`` is set by ``schedule``.
+        The update rule (configuration only: its state is ``history.opt_state``).
     max_iter : int
         Epochs to run (at most).
     batch_size : int or "auto"
@@ -163,14 +180,20 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         the network's current parameters. Turns on early stopping: at the end the
         parameters with the best score are restored.
     history : History, optional
-        Continue from this history (``warm_start``, ``partial_fit``).
+        Continue from this history, optimizer state included (``warm_start``, ``partial_fit``).
     check_convergence : bool
         Stop on stalls as above and warn (:class:`ConvergenceWarning`) if ``max_iter`` is reached
         while still improving. ``partial_fit`` turns it off.
     verbose : bool
-        Print one line per epoch.
+        Print one line per epoch (and the compile time).
     callback : callable, optional
         ``callback(history)`` after every epoch.
+    compile : "auto", True or False
+        Run the epochs through the backend's compiler (see :mod:`xpmlp.compile`):
+        ``"auto"`` compiles on JAX (one ``lax.scan`` program per epoch) and runs
+        everything else eagerly; ``True`` also captures CUDA graphs on CuPy and
+        PyTorch-on-CUDA (not yet verified on a GPU); ``False`` never compiles.
+        The results are the same to rounding.
 
     Returns
     -------
@@ -188,73 +211,81 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
     of the last completed epoch, warns, and returns the history so far.
     """
     xp = net.xp
-    alpha = float(alpha)  # Python floats keep float32 arrays float32 (a NumPy float64 would not)
     n = X.shape[0]
     if Y.shape[0] != n:
         raise ValueError(f"X has {n} samples but Y has {Y.shape[0]}")
     m = resolve_batch_size(batch_size, n)
-    slices = batch_slices(n, m)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     schedule = schedule if schedule is not None else Constant(optimizer.learning_rate)
     history = history if history is not None else History()
     device = array_api_compat.device(X)
     early_stopping = validation_score is not None
 
-    params = list(net.params)
+    params = _copy_params(xp, net.params)  # the loop's own arrays: the in-place path writes only into these
+    step = make_train_step(net, optimizer, alpha=alpha, params=params)
+    if history.opt_state is None:
+        opt_state, lr = optimizer.init(params), optimizer.learning_rate
+    else:
+        opt_state = optimizer.state_like(history.opt_state, params)
+        lr = history.learning_rate if history.learning_rate is not None else optimizer.learning_rate_of(opt_state)
+    mode = resolve_mode(compile, xp, device)
+    runner = epoch_runner(step, mode)
+    history.compile_mode = mode
+    inplace = step.plan.inplace
     for _ in range(max_iter):
         start = time.perf_counter()
         epoch = history.n_iter + 1
-        params_at_start = _copy_params(xp, params)
-        optimizer_at_start = optimizer.snapshot()
+        # immutable arrays need no copy to be kept; mutable ones are updated in place by the step
+        params_at_start = _copy_params(xp, params) if inplace else list(params)
+        state_at_start = copy_state(opt_state, xp) if inplace else opt_state
+        compiled_before = runner.compile_seconds
         try:
-            idx = backends.to_backend(rng.permutation(n), xp, device) if shuffle else None
-            total = None
-            for sl in slices:
-                if idx is None:
-                    Xb, Yb = X[sl, :], Y[sl, :]
-                else:
-                    batch = idx[sl]
-                    Xb, Yb = xp.take(X, batch, axis=0), xp.take(Y, batch, axis=0)
-                mb = sl.stop - sl.start
-                J, grads = net._value_and_grad(Xb.T, Yb.T, params)
-                cost = J * mb
-                if alpha:
-                    cost = cost + (0.5 * alpha) * _sum_of_squares(xp, params)
-                total = cost if total is None else total + cost
-                params = optimizer.step(params, grads, l2=alpha / mb)
+            order = backends.to_backend(rng.permutation(n), xp, device) if shuffle else None
+            params, opt_state, total = runner(params, opt_state, X, Y, order, m, history.steps)
             loss = float(total) / n
             if not (math.isfinite(loss) and _all_finite(xp, params)):
                 net.params = params_at_start
-                optimizer.restore(optimizer_at_start)
+                history.opt_state, history.learning_rate = state_at_start, lr
                 what = (f"the training loss became {loss}" if not math.isfinite(loss)
                         else "the parameters became NaN or infinite")
                 kept = f"from the end of epoch {epoch - 1}" if epoch > 1 else "its initial ones"
                 raise NonFiniteLossError(
-                    f"{what} in epoch {epoch} (learning rate {optimizer.learning_rate:g}); try a smaller "
-                    f"learning_rate_init, e.g. {optimizer.learning_rate / 10:g}, or scale the inputs. The model "
+                    f"{what} in epoch {epoch} (learning rate {lr:g}); try a smaller "
+                    f"learning_rate_init, e.g. {lr / 10:g}, or scale the inputs. The model "
                     f"keeps its last finite parameters, {kept}")
         except KeyboardInterrupt:
             net.params = params_at_start
-            optimizer.restore(optimizer_at_start)
+            history.opt_state, history.learning_rate = state_at_start, lr
             history.stopped_because = f"interrupted during epoch {epoch}"
             warnings.warn(f"training interrupted during epoch {epoch}; the model keeps the parameters of "
                           f"the last completed epoch ({history.n_iter})", UserWarning, stacklevel=2)
             return history
+        compiled = runner.compile_seconds - compiled_before
+        history.compile_seconds += compiled
         net.params = params
         history.n_iter = epoch
         history.t += n
+        history.steps += -(-n // m)
         history.loss_curve.append(loss)
-        schedule.epoch_end(optimizer, epoch=epoch, samples_seen=history.t)
+        new_lr = schedule.epoch_end(lr, epoch=epoch, samples_seen=history.t)
+        if new_lr != lr:
+            opt_state, lr = optimizer.set_learning_rate(opt_state, new_lr), new_lr
         _update_improvement(history, loss, tol, early_stopping, validation_score, xp, params)
         if verbose:
+            if compiled:
+                print(f"compiled the training step ({mode}) in {compiled:.2f} s", flush=True)
             line = f"Iteration {epoch}, loss = {loss:.8f}"
             if early_stopping:
                 line += f", validation score = {history.validation_scores[-1]:.6f}"
             print(f"{line} ({time.perf_counter() - start:.3f} s)", flush=True)
+        history.opt_state, history.learning_rate = opt_state, lr
         if callback is not None:
             callback(history)
         if check_convergence and history.no_improvement_count > n_iter_no_change:
-            stop, message = schedule.on_stall(optimizer)
+            stop, message, new_lr = schedule.on_stall(lr)
+            if new_lr != lr:
+                opt_state, lr = optimizer.set_learning_rate(opt_state, new_lr), new_lr
+                history.opt_state, history.learning_rate = opt_state, lr
             what = "Validation score" if early_stopping else "Training loss"
             reason = (f"{what} did not improve more than tol={tol} for {n_iter_no_change} consecutive epochs. "
                       + message)
