@@ -17,7 +17,6 @@ command line); ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import os
 import re
@@ -115,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dtype", choices=["float32", "float64"], help="precision of the computation")
     train.add_argument("--seed", type=int, default=0, help="seed of the split and the model (default 0)")
     train.add_argument("--threads", type=_positive_int, metavar="N",
-                       help="limit the CPU math libraries (BLAS, OpenMP, torch) to N threads; small models on a "
-                            "busy machine train much faster with 1 (needs threadpoolctl, which scikit-learn brings)")
+                       help="CPU threads of the math libraries (BLAS, OpenMP, torch) while training; default: 1 "
+                            "for small models, else the CPUs no other process is using")
     train.add_argument("--test-size", type=_fraction, default=0.25, metavar="FRAC",
                        help="fraction held out for the score (default 0.25; stratified for classification)")
     train.add_argument("--save", metavar="PATH", help="save the trained model (e.g. model.xpmlp)")
@@ -250,7 +249,7 @@ def _estimator_params(args, cls) -> dict[str, Any]:
     params = {"hidden_layer_sizes": args.hidden, "random_state": args.seed}
     optional = {"activation": args.activation, "max_iter": args.epochs, "batch_size": args.batch_size,
                 "learning_rate_init": args.lr, "backend": args.backend, "device": args.device,
-                "dtype": args.dtype}
+                "dtype": args.dtype, "n_threads": args.threads}
     params.update({k: v for k, v in optional.items() if v is not None})
     return params
 
@@ -300,31 +299,6 @@ def _fit(est, X, y, bar: ProgressBar | None, score_per_epoch) -> tuple[list[floa
     return scores, seconds, notes
 
 
-@contextlib.contextmanager
-def _thread_limit(threads: int | None, backend: str | None):
-    """At most ``threads`` threads in BLAS/OpenMP (threadpoolctl) and torch's CPU kernels, if given."""
-    if threads is None:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError as exc:
-        raise ImportError(f"--threads needs threadpoolctl, which is not installed ({exc}); install it with: "
-                          f"pip install threadpoolctl (scikit-learn brings it)") from None
-    torch = sys.modules.get("torch")
-    if torch is None and backend == "torch":
-        import torch
-    torch_threads = torch.get_num_threads() if torch is not None else None
-    with threadpool_limits(limits=threads):
-        if torch is not None:
-            torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            if torch is not None:
-                torch.set_num_threads(torch_threads)
-
-
 def _split(args, y: np.ndarray, classify: bool) -> tuple[np.ndarray, np.ndarray]:
     """Train and held-out indices.
 
@@ -366,8 +340,7 @@ def _train(args, out: TextIO) -> int:
     if _show_progress(args):
         bar = ProgressBar(est.get_params()["max_iter"], sys.stderr, delay=0.0 if args.progress else 0.5)
     per_epoch = (lambda: est.score(X_test, y_test)) if args.plot else None
-    with _thread_limit(args.threads, args.backend):
-        held_out_curve, seconds, notes = _fit(est, X_train, y_train, bar, per_epoch)
+    held_out_curve, seconds, notes = _fit(est, X_train, y_train, bar, per_epoch)
     score = est.score(X_test, y_test)
 
     device = backends.device_name(est.net_.device)
