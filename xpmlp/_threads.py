@@ -27,6 +27,8 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 
+import array_api_compat
+
 #: Below this many floating-point operations in the matrix products of one step (one training
 #: batch forward and backward, or one prediction), auto uses one thread: about 1.3 ms of GEMM on one
 #: core at the ~80 GFLOP/s of float32 OpenBLAS on the 2-core AMD EPYC this was measured on.
@@ -120,8 +122,6 @@ def _torch_on_cpu(xp, device):
     """The torch module when ``xp`` is PyTorch's namespace and ``device`` a CPU, else None."""
     if xp is None:
         return None
-    import array_api_compat
-
     if not array_api_compat.is_torch_namespace(xp) or getattr(device, "type", str(device)) != "cpu":
         return None
     import torch
