@@ -8,7 +8,6 @@ by ``xpmlp predict``; ``--no-scale`` turns it off.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -115,7 +114,7 @@ def _estimator(args, classify: bool):
              "early_stopping": args.early_stopping or None, "validation_fraction": args.validation_fraction,
              "n_iter_no_change": args.patience, "verbose": args.verbose or None}
     shown = {k: v for k, v in given.items() if v is not None and k != "verbose"}
-    placement = {"backend": args.backend, "device": args.device, "dtype": args.dtype}
+    placement = {"backend": args.backend, "device": args.device, "dtype": args.dtype, "n_threads": args.threads}
     params = {"hidden_layer_sizes": args.hidden, "random_state": args.seed,
               **{k: v for k, v in {**given, **placement}.items() if v is not None}}
     if args.backend == "jax" and args.dtype == "float64":  # JAX computes in float32 unless x64 is on
@@ -128,31 +127,6 @@ def _estimator(args, classify: bool):
 
 
 # ------------------------------------------------------------------------------ training
-@contextlib.contextmanager
-def _thread_limit(threads: int | None, backend: str | None):
-    """At most ``threads`` threads in BLAS/OpenMP (threadpoolctl) and torch's CPU kernels, if given."""
-    if threads is None:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError as exc:
-        raise ImportError(f"--threads needs threadpoolctl, which is not installed ({exc}); install it with: "
-                          f"pip install threadpoolctl (scikit-learn brings it)") from None
-    torch = sys.modules.get("torch")
-    if torch is None and backend == "torch":
-        import torch
-    torch_threads = torch.get_num_threads() if torch is not None else None
-    with threadpool_limits(limits=threads):
-        if torch is not None:
-            torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            if torch is not None:
-                torch.set_num_threads(torch_threads)
-
-
 def _fit(est, X, y, bar: ProgressBar | None, per_epoch) -> tuple[list[float], float, list[Any]]:
     """Fit ``est``: the held-out score per epoch (if ``per_epoch``), the fit time in seconds
     (without that scoring) and the warnings raised."""
@@ -299,8 +273,7 @@ def train_command(args, out: TextIO, run: Run) -> int:
     per_epoch = (lambda: est.score(X_test, y_test)) if args.plot else None
     if bar is not None:
         bar.start(est.get_params()["max_iter"], score_name="val" if args.early_stopping else "held-out")
-    with _thread_limit(args.threads, args.backend):
-        held_out_curve, seconds, caught = _fit(est, X_train, y_train, bar, per_epoch)
+    held_out_curve, seconds, caught = _fit(est, X_train, y_train, bar, per_epoch)  # n_threads: the estimator's
     interrupted = est.history_.stopped_because.startswith("interrupted")
     if bar is not None:
         early = 0 < est.n_iter_ < est.max_iter

@@ -135,8 +135,8 @@ def _train_parser(commands, common) -> None:
     where.add_argument("--device", metavar="DEV", help="a device of the backend, e.g. cuda:1")
     where.add_argument("--dtype", choices=["float32", "float64"], help="precision of the computation")
     where.add_argument("--threads", type=_positive_int, metavar="N",
-                       help="limit the CPU math libraries (BLAS, OpenMP, torch) to N threads; small models on a "
-                            "busy machine train much faster with 1 (needs threadpoolctl, which scikit-learn brings)")
+                       help="CPU threads of the math libraries (BLAS, OpenMP, torch) while training; default: 1 "
+                            "for small models, else the CPUs no other process is using")
     output = train.add_argument_group("output")
     output.add_argument("--save", metavar="PATH", help="save the trained model (e.g. model.xpmlp)")
     output.add_argument("--plot", metavar="PNG", help="plot the loss and held-out score per epoch (matplotlib)")

@@ -28,7 +28,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from . import backends, datasets
+from . import _threads, backends, datasets
 from .activations import ACTIVATIONS
 from .network import MLP
 from .optimizers import OPTIMIZERS, make_optimizer
@@ -110,7 +110,7 @@ class _BaseMLP(_BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, backend=None, device=None,
-                 dtype="float32", compile="auto"):
+                 dtype="float32", compile="auto", n_threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -137,6 +137,7 @@ class _BaseMLP(_BaseEstimator):
         self.device = device
         self.dtype = dtype
         self.compile = compile
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------ parameters
     def _validate_params(self) -> None:
@@ -170,6 +171,8 @@ class _BaseMLP(_BaseEstimator):
         _check_int("n_iter_no_change", self.n_iter_no_change, low=1)
         if self.batch_size != "auto":
             _check_int("batch_size", self.batch_size, low=1, extra="or 'auto'")
+        if self.n_threads is not None:
+            _check_int("n_threads", self.n_threads, low=1, extra="or None")
         for name in ("shuffle", "verbose", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_, int)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -345,13 +348,16 @@ class _BaseMLP(_BaseEstimator):
             # a (warm-started) fit counts its own stalls and restores its own best epoch
             history.no_improvement_count = 0
             history.best_validation_score = None
+        batch = min(200 if self.batch_size == "auto" else self.batch_size, X.shape[0])
         try:
-            train(self.net_, X, Y, optimizer=self.optimizer_, max_iter=1 if incremental else self.max_iter,
-                  batch_size=self.batch_size, shuffle=bool(self.shuffle),
-                  alpha=0.0 if self.solver == "adamw" else float(self.alpha), rng=rng, schedule=schedule,
-                  tol=float(self.tol), n_iter_no_change=self.n_iter_no_change, validation_score=validation_score,
-                  history=history, check_convergence=not incremental, verbose=bool(self.verbose),
-                  callback=callback, compile=self.compile)
+            with self._thread_limit(batch, training=True):
+                train(self.net_, X, Y, optimizer=self.optimizer_, max_iter=1 if incremental else self.max_iter,
+                      batch_size=self.batch_size, shuffle=bool(self.shuffle),
+                      alpha=0.0 if self.solver == "adamw" else float(self.alpha), rng=rng, schedule=schedule,
+                      tol=float(self.tol), n_iter_no_change=self.n_iter_no_change,
+                      validation_score=validation_score, history=history, check_convergence=not incremental,
+                      verbose=bool(self.verbose), callback=callback,
+                      compile=self.compile)
         finally:  # also after a NonFiniteLossError: the model and its history stay consistent
             history.best_params = None  # restored already; no device arrays kept beyond fit
             self._set_history(history)
@@ -391,7 +397,14 @@ class _BaseMLP(_BaseEstimator):
 
     def _forward(self, X, *, check_finite: bool = False):
         """``A[L]`` in row layout, ``(n_samples, n_outputs)``, on the compute backend."""
-        return self.net_.forward(X.T, check_finite=check_finite).T
+        with self._thread_limit(X.shape[0], training=False):
+            return self.net_.forward(X.T, check_finite=check_finite).T
+
+    def _thread_limit(self, rows: int, *, training: bool):
+        """The CPU threads (``n_threads``; None: chosen from the work) while computing ``rows`` rows at a
+        time: see ``xpmlp/_threads.py``."""
+        flops = _threads.matmul_flops(self.net_.sizes, rows, backward=training)
+        return _threads.limit(self.n_threads, flops, self.net_.xp, self.net_.device)
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -652,6 +665,11 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
         ``"auto"`` compiles on JAX (a whole epoch as one XLA program) and runs the other
         backends eagerly; ``True`` also captures CUDA graphs on CuPy and PyTorch-on-CUDA
         (not yet verified on a GPU); ``False`` never compiles. Same results to rounding.
+    n_threads : int or None, default None
+        CPU threads of the BLAS/OpenMP libraries (and of PyTorch on the CPU) during ``fit`` and
+        ``predict``, restored afterwards. ``None`` chooses: one thread when a batch's matrix
+        products are small (they lose more to a late thread than they gain on a busy CPU), else the
+        CPUs no other process is using. No effect on JAX or on GPUs.
 
     Attributes
     ----------
