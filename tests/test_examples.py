@@ -31,6 +31,8 @@ def installed(name: str) -> bool:
 def run_example(name: str, *args: str, cwd: Path, timeout: float = 120) -> str:
     """Run ``examples/<name>.py --quick *args``; return its stdout (failing with its stderr)."""
     env = {k: v for k, v in os.environ.items() if k != "XPMLP_BACKEND"}
+    # the checkout under test first, whatever an editable install points at
+    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLES.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     proc = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{name}.py {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"

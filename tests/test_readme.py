@@ -26,11 +26,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 GPU_MARK = "# needs a GPU"
 EXPECT = "# -> "
 
-# Blocks skipped for now, by their first line: the training-step rewrite (optimizers as
-# init/update, xpmlp.make_train_step) will rewrite them. Empty this list when it lands.
-PENDING_REWRITE = [
-    "for step in range(1000):",
-]
+# Blocks skipped, by their first line (none: every block of the tour runs).
+PENDING_REWRITE: list[str] = []
 
 
 def python_blocks(text: str) -> list[tuple[int, str]]:
