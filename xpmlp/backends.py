@@ -229,13 +229,17 @@ def to_backend(x, backend: str | Any, device: Any = None, dtype: Any = None):
 
     ``backend`` is a name or a namespace. Goes through host memory, which is
     always possible; it is meant for the boundary (loading data, moving a
-    model), not for the training step. The result never shares memory with a
+    model), not for the training step. float64 data is refused (``TypeError``) on a
+    device without float64 (JAX without x64, array-api-strict's ``no_float64``) unless
+    ``dtype`` says what to convert it to. The result never shares memory with a
     read-only or negatively strided NumPy array (``X[::-1]``, ``np.flip``): for
     PyTorch, which cannot view those, they are copied.
     """
     xp = get_namespace(backend) if isinstance(backend, str) else backend
     host = to_numpy(x)
     dev = resolve_device(xp, device)
+    if dtype is None and host.dtype.name == "float64":
+        float_dtype(xp, dev, "float64")  # a clear TypeError where the device lacks it (no silent float32)
     name = backend_name(xp)
     if name == "cupy":  # CuPy creation ignores device= (array-api-compat #337)
         with dev:

@@ -240,9 +240,9 @@ class _BaseMLP(_BaseEstimator):
 
     def _prepare_rows(self, X, xp, device):
         """Rows of a checked X on the compute backend ``xp``/``device``, in the model's dtype, finite."""
-        if not (xp is array_api_compat.array_namespace(X) and backends.same_device(device, array_api_compat.device(X))):
-            X = backends.to_backend(X, xp, device)
         dtype = _float_dtype(xp, device, self.dtype)
+        if not (xp is array_api_compat.array_namespace(X) and backends.same_device(device, array_api_compat.device(X))):
+            X = backends.to_backend(X, xp, device, dtype=dtype)  # cast on the host: less to move
         if X.dtype != dtype:
             X = xp.astype(X, dtype)
         if not bool(xp.all(xp.isfinite(X))):
@@ -898,13 +898,12 @@ class MLPRegressor(_RegressorMixin, _BaseMLP):
             raise ValueError(f"y must be (n_samples,) or (n_samples, n_targets); got shape {tuple(y.shape)}")
         if y.shape[0] != n:
             raise ValueError(f"X has {n} samples but y has {y.shape[0]}")
+        if not xp_y.isdtype(y.dtype, ("real floating", "integral", "bool")):
+            raise TypeError(f"y has dtype {y.dtype}; expected real numbers")
         y1d = y.ndim == 1
-        Y = backends.to_backend(y, xp, device)
+        Y = backends.to_backend(y, xp, device, dtype=dtype)
         if y1d:
             Y = xp.reshape(Y, (n, 1))
-        if not xp.isdtype(Y.dtype, ("real floating", "integral", "bool")):
-            raise TypeError(f"y has dtype {Y.dtype}; expected real numbers")
-        Y = xp.astype(Y, dtype) if Y.dtype != dtype else Y
         if not bool(xp.all(xp.isfinite(Y))):
             raise ValueError("Input y contains NaN or infinity")
         if first:
