@@ -44,6 +44,7 @@ def test_availability_report_explains_missing_backends():
             assert entry["devices"] == []
 
 
+@pytest.mark.filterwarnings("ignore::xpmlp.training.ConvergenceWarning")
 def test_float64_is_refused_clearly_where_the_device_lacks_it(backend):
     """array-api-strict's ``no_float64`` (like Apple's MPS): float64 data and float64 models are a
     TypeError naming the backend and device; float32 works, and an explicit dtype converts."""

@@ -289,9 +289,10 @@ class GELU(Elementwise):
         g'(z) = (1 + tanh u)/2 + z/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 z^2)
 
     This is PyTorch's ``gelu(approximate="tanh")`` and JAX's default ``gelu``.
-    Its minimum is -0.1700408 (at z = -0.7525). The derivative is evaluated at z clamped
-    to [-100, 100], where it is already exactly 1 (or 0): for |z| >= 1e20 in float32,
-    ``z^2`` overflows and the unclamped formula gives ``0 * inf = NaN``.
+    Its minimum is -0.1700408 (at z = -0.7525). ``tanh(u)`` and the derivative are evaluated
+    at z clamped to [-100, 100], beyond which ``tanh(u)`` is exactly +-1 and ``g'`` exactly 1
+    (or 0) in both dtypes, so nothing changes there but this: for |z| >= 1e20 in float32,
+    ``z^2`` overflows and the unclamped derivative gives ``0 * inf = NaN``.
     """
 
     name = "gelu"
@@ -299,7 +300,8 @@ class GELU(Elementwise):
     output_range = Interval(-0.170041, math.inf, closed_low=True)  # the minimum, rounded down
 
     def forward(self, Z, *, xp):
-        T = xp.tanh(_GELU_C * (Z + _GELU_K * Z * Z * Z))
+        Zc = xp.minimum(xp.maximum(Z, -_GELU_FLAT), _GELU_FLAT)  # the same tanh, and z^3 cannot overflow
+        T = xp.tanh(_GELU_C * (Zc + _GELU_K * Zc * Zc * Zc))
         return 0.5 * Z * (1.0 + T)
 
     def derivative(self, Z, A, *, xp):

@@ -655,9 +655,10 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
     max_iter : int, default 200
         Epochs.
     shuffle : bool, default True
-    random_state : int, numpy Generator or None
+    random_state : int >= 0, numpy Generator, numpy RandomState or None
         Seeds the initial weights, the batches and the validation split (all drawn on the
-        host, so one seed gives the same model on every backend).
+        host, so one seed gives the same model on every backend). Anything else (a string,
+        a float, a negative number, a list) is a ``ValueError`` naming ``random_state``.
     tol : float, default 1e-4
     verbose : bool, default False
     warm_start : bool, default False

@@ -89,9 +89,10 @@ class MLP:
     dtype : {"float32", "float64"}
         Of the parameters and of every computation. Inputs are converted to it;
         nothing is computed in another precision.
-    seed : int or numpy.random.Generator, optional
+    seed : int >= 0, numpy.random.Generator or RandomState, optional
         Initial weights are drawn on the host in float64 from this seed and then
-        cast and moved, so one seed gives the same network on every backend.
+        cast and moved, so one seed gives the same network on every backend
+        (see :func:`xpmlp.backends.make_rng`).
 
     Examples
     --------
