@@ -114,7 +114,8 @@ def _estimator(args, classify: bool):
              "early_stopping": args.early_stopping or None, "validation_fraction": args.validation_fraction,
              "n_iter_no_change": args.patience, "verbose": args.verbose or None}
     shown = {k: v for k, v in given.items() if v is not None and k != "verbose"}
-    placement = {"backend": args.backend, "device": args.device, "dtype": args.dtype, "n_threads": args.threads}
+    placement = {"backend": args.backend, "device": args.device, "dtype": args.dtype, "n_threads": args.threads,
+                 "distributed": args.distributed}
     params = {"hidden_layer_sizes": args.hidden, "random_state": args.seed,
               **{k: v for k, v in {**given, **placement}.items() if v is not None}}
     if args.backend == "jax" and args.dtype == "float64":  # JAX computes in float32 unless x64 is on
@@ -240,6 +241,11 @@ def _stop_line(est, early: bool) -> str | None:
 def train_command(args, out: TextIO, run: Run) -> int:
     """Run ``xpmlp train``; returns the exit status (130 when Ctrl-C stopped the training)."""
     classify = args.task == "classification"
+    if args.distributed:  # only rank 0 prints, saves and plots
+        from .distributed import get_communicator
+
+        if get_communicator(args.distributed).rank != 0:
+            out, args.save, args.plot, run.bar = open(os.devnull, "w"), None, None, None
     _check_options(args)
     data = _load(args, run, classify)
     train_idx, test_idx = _split(args, data.y, classify)

@@ -137,6 +137,9 @@ def _train_parser(commands, common) -> None:
     where.add_argument("--threads", type=_positive_int, metavar="N",
                        help="CPU threads of the math libraries (BLAS, OpenMP, torch) while training; default: 1 "
                             "for small models, else the CPUs no other process is using")
+    where.add_argument("--distributed", choices=["mpi", "nccl", "torch"],
+                       help="data-parallel training over the processes of mpiexec -n N (mpi) or torchrun (torch, "
+                            "nccl); every rank reads the data, rank 0 prints, saves and plots")
     output = train.add_argument_group("output")
     output.add_argument("--save", metavar="PATH", help="save the trained model (e.g. model.xpmlp)")
     output.add_argument("--plot", metavar="PNG", help="plot the loss and held-out score per epoch (matplotlib)")
@@ -347,6 +350,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     int
         0 on success, 1 on an error, 2 on a malformed command line, 130 on Ctrl-C.
     """
+    from .distributed import DistributedError
+
     out = sys.stdout if stdout is None else stdout
     parser = build_parser()
     try:
@@ -378,7 +383,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
             what = f"; the model was saved to {run.saved}" if run.saved else "; nothing was saved"
         print(f"xpmlp: interrupted{what}", file=sys.stderr)
         return 130
-    except (CommandError, ValueError, TypeError, OSError, ImportError) as exc:
+    except (CommandError, DistributedError, ValueError, TypeError, OSError, ImportError) as exc:
         if args.debug:
             raise
         print(f"xpmlp: error: {one_line(exc)}", file=sys.stderr)

@@ -33,7 +33,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from . import _threads, backends, datasets
+from . import _threads, backends, datasets, distributed as _distributed
 from .activations import ACTIVATIONS
 from .network import MLP
 from .optimizers import OPTIMIZERS, make_optimizer
@@ -106,7 +106,8 @@ class _BaseMLP(_BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, backend=None, device=None,
-                 dtype="float32", compile="auto", n_threads=None):
+                 dtype="float32", compile="auto", n_threads=None, distributed=None,
+                 distributed_data="replicated"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -134,6 +135,8 @@ class _BaseMLP(_BaseEstimator):
         self.dtype = dtype
         self.compile = compile
         self.n_threads = n_threads
+        self.distributed = distributed
+        self.distributed_data = distributed_data
 
     # ------------------------------------------------------------ parameters
     def _validate_params(self) -> None:
@@ -176,6 +179,8 @@ class _BaseMLP(_BaseEstimator):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if not (self.compile == "auto" or isinstance(self.compile, (bool, np.bool_))):
             raise ValueError(f"compile must be 'auto', True or False, got {self.compile!r}")
+        _distributed.check_distributed(self.distributed)
+        _distributed.check_data_mode(self.distributed_data)
         if self.backend not in (None, "auto", *backends.BACKENDS):
             raise ValueError(f"unknown backend {self.backend!r}; expected None, 'auto' or one of "
                              f"{list(backends.BACKENDS)}")
@@ -315,10 +320,13 @@ class _BaseMLP(_BaseEstimator):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         self._incremental = incremental and hasattr(self, "net_")
+        comm = _distributed.get_communicator(self.distributed)
         try:
             first = not self._keeps_model()
             if first:
                 self._rng_ = None
+            if comm is not None and first and not incremental:
+                classes = self._labels_over_ranks(comm, y)
             X, _ = self._check_X(X, fitting=True)
             xp, device = array_api_compat.array_namespace(X), array_api_compat.device(X)
             Y, strata = self._encode_targets(y, X.shape[0], xp, device, X.dtype, first=first, classes=classes,
@@ -328,9 +336,17 @@ class _BaseMLP(_BaseEstimator):
             if self.optimizer_ is None or not incremental:  # partial_fit keeps its optimizer's moments
                 self.optimizer_ = self._new_optimizer()
                 self.history_.opt_state = None
+        except Exception as exc:
+            if comm is not None:  # every rank raises, none waits for a rank that failed
+                comm.agree(exc, "preparing its data")
+            raise
         finally:
             self._incremental = False
         rng = self._rng()
+        if comm is not None:
+            comm.agree(None, "preparing its data")
+            if self.distributed_data == "replicated":  # the same validation split on every rank
+                rng.bit_generator.state = comm.broadcast_object(rng.bit_generator.state)
         # a fit's cosine decays over its own max_iter epochs; a stream of partial_fit calls over max_iter calls
         schedule = make_schedule(self.learning_rate, self.learning_rate_init, power_t=self.power_t,
                                  max_iter=self.max_iter, start_epoch=0 if incremental else self.history_.n_iter)
@@ -351,7 +367,7 @@ class _BaseMLP(_BaseEstimator):
                       tol=float(self.tol), n_iter_no_change=self.n_iter_no_change,
                       validation_score=validation_score, history=history, check_convergence=not incremental,
                       verbose=bool(self.verbose), callback=callback,
-                      compile=self.compile)
+                      compile=self.compile, communicator=comm, distributed_data=self.distributed_data)
         finally:  # also after a NonFiniteLossError: the model and its history stay consistent
             history.best_params = None  # restored already; no device arrays kept beyond fit
             self._set_history(history)
@@ -385,9 +401,16 @@ class _BaseMLP(_BaseEstimator):
         X_val, Y_val = xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
 
         def validation_score() -> float:
-            return float(self._device_score(self.net_.forward(X_val.T, check_finite=False), Y_val.T))
+            score = float(self._device_score(self.net_.forward(X_val.T, check_finite=False), Y_val.T))
+            # sharded data: the ranks' scores are averaged, weighted by their validation rows
+            return (score, X_val.shape[0]) if self.distributed is not None else score
 
         return xp.take(X, tr, axis=0), xp.take(Y, tr, axis=0), validation_score
+
+    def _labels_over_ranks(self, comm, y):
+        """The classes a data-parallel fit uses: ``None`` (from ``y`` as usual); the classifier
+        takes the union of the ranks' labels."""
+        return None
 
     def _forward_rows(self, X):
         """``A[L]`` in row layout for the rows of a checked X (``_check_X(..., convert=False)``),
@@ -705,6 +728,15 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
         ``predict``, restored afterwards. ``None`` chooses: one thread when a batch's matrix
         products are small (they lose more to a late thread than they gain on a busy CPU), else the
         CPUs no other process is using. No effect on JAX or on GPUs.
+    distributed : None, "mpi", "nccl", "torch" or a Communicator
+        Data-parallel training over processes (``mpiexec -n 4 python train.py``,
+        ``torchrun``): every rank runs the same ``fit``; one gradient all-reduce per step
+        (:mod:`xpmlp.distributed`). The classes are the union of the ranks' labels.
+    distributed_data : {"replicated", "sharded"}, default "replicated"
+        ``"replicated"``: every rank passes the same data and takes its share of each
+        batch (the model equals a one-process fit's, to rounding); ``"sharded"``: each
+        rank passes its own rows; ``batch_size`` is the global batch and an epoch one
+        pass over every shard.
 
     Attributes
     ----------
@@ -744,6 +776,17 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
         """One epoch on ``(X, y)``; ``classes`` (all labels) is required on the first call
         (except for multilabel targets). Returns ``self``."""
         return self._fit(X, y, incremental=True, classes=classes)
+
+    def _labels_over_ranks(self, comm, y):
+        """Data parallel: the union of the ranks' labels, sorted (the same ``classes_`` on every
+        rank even where the shards hold different labels); None for multilabel targets."""
+        try:
+            y = _host(y)
+            labels = np.unique(y) if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1) else None
+        except Exception:  # the validation that follows raises it, and the ranks agree on it
+            labels = None
+        every = comm.allgather_object(labels)
+        return None if any(a is None for a in every) else np.unique(np.concatenate(every))
 
     def _output_layer(self):
         if self._multilabel or len(self.classes_) == 2:

@@ -11,10 +11,16 @@ For a batch ``Xb: (m, n0)``, ``Yb: (m, nL)`` in row layout (as gathered from the
 data), a step is::
 
     J, grads   = net.value_and_grad(params, Xb.T, Yb.T)      # the seeds' recurrence (network.py)
-    J, grads   = communicator.reduce(J, grads, m)            # data parallel; identity on one process
+    J, grads, m = communicator.reduce(J, grads, m)           # data parallel; absent on one process
     cost       = J + alpha / (2 m) sum_l ||W[l]||^2          # the L2 penalty (scikit-learn's alpha)
     dW[l]     += (alpha / m) W[l]                            # ... and its gradient
     params, opt_state = optimizer.update(grads, opt_state, params)
+
+The first line is :meth:`TrainStep.gradients`, the last three :meth:`TrainStep.apply`;
+data-parallel training (:mod:`xpmlp.distributed`) puts the all-reduce between them,
+and on JAX compiles each half on its own (the all-reduce cannot run inside an XLA
+program). :func:`pack_gradients` / :func:`unpack_gradients` turn ``(J, grads, m)``
+into the one flat buffer that is all-reduced, and back.
 
 It reads nothing back from the device and keeps nothing between calls: all
 that changes is in ``(params, opt_state)``, which it returns. So it can be
@@ -31,12 +37,14 @@ on every backend). Nothing uses it yet; dropout will draw its masks from it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .network import MLP
 from .optimizers import Optimizer, UpdatePlan
 
-__all__ = ["TrainStep", "make_train_step", "sum_of_squares"]
+__all__ = ["TrainStep", "make_train_step", "sum_of_squares", "pack_gradients", "unpack_gradients", "flatten",
+           "unflatten"]
 
 
 def sum_of_squares(xp, params):
@@ -65,7 +73,8 @@ class TrainStep:
         ``optimizer.plan(params)``.
     communicator : optional
         Data-parallel training: an object with ``reduce(J, grads, m) -> (J, grads, m)``
-        that combines the ranks' costs and gradients (see :mod:`xpmlp.distributed`).
+        that combines the ranks' costs and gradients into those of the global batch
+        (a :class:`xpmlp.distributed.Communicator`).
 
     Returns (of a call)
     -------------------
@@ -84,11 +93,29 @@ class TrainStep:
         self.communicator = communicator
 
     def __call__(self, params, opt_state, Xb, Yb, key=None):
-        xp = self.net.xp
-        m = Xb.shape[0]
-        J, grads = self.net.value_and_grad(params, Xb.T, Yb.T, key=key)
+        J, grads, m = self.gradients(params, Xb, Yb, key)
         if self.communicator is not None:
             J, grads, m = self.communicator.reduce(J, grads, m)
+        return self.apply(params, opt_state, J, grads, m)
+
+    def gradients(self, params, Xb, Yb, key=None):
+        """``(J, grads, m)``: the mean cost of the batch ``Xb: (m, n0)``, ``Yb: (m, nL)`` and its gradients.
+
+        An empty batch (``m = 0``: a rank's share of a data-parallel batch can be empty)
+        gives ``J = 0`` and zero gradients instead of the 0/0 of an empty mean.
+        """
+        m = Xb.shape[0]
+        if m == 0:
+            xp = self.net.xp
+            grads = [(xp.zeros_like(W), xp.zeros_like(b)) for W, b in params]
+            return xp.sum(grads[0][1]), grads, 0
+        J, grads = self.net.value_and_grad(params, Xb.T, Yb.T, key=key)
+        return J, grads, m
+
+    def apply(self, params, opt_state, J, grads, m):
+        """``(params, opt_state, cost)``: add the L2 term for a batch of ``m`` (an int or a 0-d
+        array) to ``J`` and the gradients, then one optimizer update."""
+        xp = self.net.xp
         cost = J
         if self.alpha:
             l2 = self.alpha / m
@@ -116,3 +143,42 @@ def make_train_step(net: MLP, optimizer: Optimizer, *, alpha: float = 0.0, param
     """
     plan = optimizer.plan(net.params if params is None else params, inplace=inplace)
     return TrainStep(net, optimizer, alpha=alpha, plan=plan, communicator=communicator)
+
+
+def pack_gradients(xp, J, grads, m):
+    """One flat buffer ``m * [dW1, db1, ..., dWL, dbL, J, 1]`` (the arrays raveled in that order).
+
+    Summed over the ranks (one all-reduce), it holds ``sum_r m_r grads_r``,
+    ``sum_r m_r J_r`` and ``M = sum_r m_r``: :func:`unpack_gradients` divides by ``M``
+    and gives the gradients and mean cost of the global batch, exactly (to rounding)
+    also when the shares differ in size. ``m`` is a Python number (0 for an empty share).
+    """
+    parts = [flatten(xp, grads), xp.reshape(J, (1,)), xp.reshape(xp.ones_like(J), (1,))]
+    return xp.concat(parts) * float(m)
+
+
+def unpack_gradients(xp, buf, like):
+    """``(J, grads, M)`` from a summed :func:`pack_gradients` buffer; ``like`` gives the shapes
+    (the parameters). ``J`` and ``M`` are 0-d arrays; the gradients are views of one array."""
+    M = buf[-1]
+    buf = buf / M
+    grads = unflatten(xp, buf, like)
+    return buf[-2], grads, M
+
+
+def flatten(xp, pairs):
+    """``[(W1, b1), ...]`` as one 1-D array (raveled, in that order)."""
+    return xp.concat([xp.reshape(a, (-1,)) for pair in pairs for a in pair])
+
+
+def unflatten(xp, flat, like):
+    """The inverse of :func:`flatten` (views of ``flat``), shaped like the pairs ``like``."""
+    out, start = [], 0
+    for W, b in like:
+        pair = []
+        for a in (W, b):
+            size = math.prod(a.shape)
+            pair.append(xp.reshape(flat[start:start + size], a.shape))
+            start += size
+        out.append(tuple(pair))
+    return out

@@ -16,10 +16,16 @@ device (``sum J * m_batch``) and read once per epoch with one ``float()``.
 
 The cost reported (``loss_curve``) is scikit-learn's: the mean data cost plus the
 L2 penalty ``alpha / (2 m) * sum ||W||^2`` of each batch, weighted by its size.
+
+With a ``communicator`` the same loop runs data-parallel on every rank
+(:mod:`xpmlp.distributed`): one all-reduce per step, the epoch's loss identical
+on every rank, the validation score and a failure flag reduced once per epoch,
+so every rank stops at the same epoch; only rank 0 prints and warns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -32,7 +38,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from . import backends
+from . import backends, distributed
 from .compile import batch_slices, epoch_runner, resolve_mode
 from .network import MLP
 from .optimizers import Optimizer, copy_state
@@ -99,7 +105,8 @@ class History:
     steps : int
         Training steps (batches) taken: the random key of the next step.
     compile_mode : str
-        How the last epochs ran: ``"eager"``, ``"jax"`` or ``"cuda-graph"``.
+        How the last epochs ran: ``"eager"``, ``"jax"`` or ``"cuda-graph"`` (data parallel:
+        ``"eager"`` or ``"jax-split"``).
     compile_seconds : float
         Time spent compiling (0 when the compiled programs were reused).
     """
@@ -160,7 +167,8 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
           schedule: Schedule | None = None, tol: float = 1e-4, n_iter_no_change: int = 10,
           validation_score: Callable[[], float] | None = None, history: History | None = None,
           check_convergence: bool = True, verbose: bool = False,
-          callback: Callable[[History], Any] | None = None, compile: bool | str = "auto") -> History:
+          callback: Callable[[History], Any] | None = None, compile: bool | str = "auto",
+          communicator: Any = None, distributed_data: str = "replicated") -> History:
     """Train ``net`` for up to ``max_iter`` epochs of mini-batch gradient descent.
 
     Parameters
@@ -194,7 +202,9 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
     validation_score : callable, optional
         ``validation_score() -> float`` (higher is better), called after each epoch with
         the network's current parameters. Turns on early stopping: at the end the
-        parameters with the best score are restored.
+        parameters with the best score are restored. With sharded data it may return
+        ``(score, weight)`` (the number of validation rows): the ranks' scores are
+        averaged with these weights.
     history : History, optional
         Continue from this history, optimizer state included (``warm_start``, ``partial_fit``).
     check_convergence : bool
@@ -210,6 +220,15 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         everything else eagerly; ``True`` also captures CUDA graphs on CuPy and
         PyTorch-on-CUDA (not yet verified on a GPU); ``False`` never compiles.
         The results are the same to rounding.
+    communicator : Communicator, "mpi", "nccl", "torch" or None
+        Data-parallel training over the ranks of this communicator (see
+        :mod:`xpmlp.distributed`); every rank calls ``train`` with the same arguments
+        (its own data with ``distributed_data="sharded"``). Rank 0's initial parameters
+        are broadcast to the others.
+    distributed_data : "replicated" or "sharded"
+        ``"replicated"``: every rank passes the same ``X, Y`` and takes its share of each
+        batch (the result equals one process's); ``"sharded"``: each rank passes its own
+        rows, ``batch_size`` is the global batch, an epoch is one pass over every shard.
 
     Returns
     -------
@@ -221,24 +240,34 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         When an epoch's cost or the parameters become NaN or infinite; the network
         and the optimizer are put back to the start of that epoch first.
 
+    DistributedError
+        Data parallel: another rank failed (its rank and error are named).
+
     Notes
     -----
     ``KeyboardInterrupt`` (Ctrl-C) during an epoch puts the network back to the end
-    of the last completed epoch, warns, and returns the history so far.
+    of the last completed epoch, warns, and returns the history so far (data parallel:
+    it stops all ranks instead, as any exception during an epoch does).
     """
     xp = net.xp
     n = X.shape[0]
     if Y.shape[0] != n:
         raise ValueError(f"X has {n} samples but Y has {Y.shape[0]}")
-    m = resolve_batch_size(batch_size, n)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    comm = distributed.get_communicator(communicator)
+    plan = None if comm is None else distributed.DataPlan(comm, X, Y, batch_size, distributed_data, rng)
+    m = resolve_batch_size(batch_size, n) if plan is None else plan.batch
+    n_epoch = n if plan is None else plan.n_total  # rows of an epoch, over all ranks
+    speak = plan is None or comm.rank == 0  # only rank 0 prints and warns
     schedule = schedule if schedule is not None else Constant(optimizer.learning_rate)
     history = history if history is not None else History()
     device = array_api_compat.device(X)
     early_stopping = validation_score is not None
 
     params = _copy_params(xp, net.params)  # the loop's own arrays: the in-place path writes only into these
-    step = make_train_step(net, optimizer, alpha=alpha, params=params)
+    if comm is not None:
+        params = comm.broadcast_params(params)
+    step = make_train_step(net, optimizer, alpha=alpha, params=params, communicator=comm)
     if history.opt_state is None:
         opt_state, lr = optimizer.init(params), optimizer.learning_rate
     else:
@@ -246,7 +275,9 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         lr = history.learning_rate if history.learning_rate is not None else optimizer.learning_rate_of(opt_state)
     mode = resolve_mode(compile, xp, device)
     runner = epoch_runner(step, mode)
-    history.compile_mode = mode
+    history.compile_mode = mode = runner.mode
+    if verbose and speak and plan is not None:
+        print(f"data parallel: {comm.describe()}; {plan.describe()}", flush=True)
     inplace = step.plan.inplace
     for _ in range(max_iter):
         start = time.perf_counter()
@@ -257,8 +288,12 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         compiled_before = runner.compile_seconds
         try:
             order = backends.to_backend(rng.permutation(n), xp, device) if shuffle else None
-            params, opt_state, total = runner(params, opt_state, X, Y, order, m, history.steps)
-            loss = float(total) / n
+            if plan is None:
+                params, opt_state, total = runner(params, opt_state, X, Y, order, m, history.steps)
+            else:
+                with distributed.on_failure(comm, f"during epoch {epoch}"):
+                    params, opt_state, total = runner(params, opt_state, X, Y, order, plan.steps, history.steps)
+            loss = float(total) / n_epoch
             if not (math.isfinite(loss) and _all_finite(xp, params)):
                 net.params = params_at_start
                 history.opt_state, history.learning_rate = state_at_start, lr
@@ -270,6 +305,8 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
                     f"learning_rate_init, e.g. {lr / 10:g}, or scale the inputs. The model "
                     f"keeps its last finite parameters, {kept}")
         except KeyboardInterrupt:
+            if plan is not None:  # the other ranks have been stopped (on_failure)
+                raise
             net.params = params_at_start
             history.opt_state, history.learning_rate = state_at_start, lr
             history.stopped_because = f"interrupted during epoch {epoch}"
@@ -280,14 +317,15 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         history.compile_seconds += compiled
         net.params = params
         history.n_iter = epoch
-        history.t += n
-        history.steps += -(-n // m)
+        history.t += n_epoch
+        history.steps += -(-n // m) if plan is None else len(plan.steps)
         history.loss_curve.append(loss)
         new_lr = schedule.epoch_end(lr, epoch=epoch, samples_seen=history.t)
         if new_lr != lr:
             opt_state, lr = optimizer.set_learning_rate(opt_state, new_lr), new_lr
-        _update_improvement(history, loss, tol, early_stopping, validation_score, xp, params)
-        if verbose:
+        score = _validation(validation_score, plan) if early_stopping else None
+        _update_improvement(history, loss, tol, score, xp, params)
+        if verbose and speak:
             if compiled:
                 print(f"compiled the training step ({mode}) in {compiled:.2f} s", flush=True)
             line = f"Iteration {epoch}, loss = {loss:.8f}"
@@ -296,7 +334,8 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
             print(f"{line} ({time.perf_counter() - start:.3f} s)", flush=True)
         history.opt_state, history.learning_rate = opt_state, lr
         if callback is not None:
-            callback(history)
+            with (contextlib.nullcontext() if plan is None else distributed.on_failure(comm, "in the callback")):
+                callback(history)
         if check_convergence and history.no_improvement_count > n_iter_no_change:
             stop, message, new_lr = schedule.on_stall(lr)
             if new_lr != lr:
@@ -305,14 +344,14 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
             what = "Validation score" if early_stopping else "Training loss"
             reason = (f"{what} did not improve more than tol={tol} for {n_iter_no_change} consecutive epochs. "
                       + message)
-            if verbose:
+            if verbose and speak:
                 print(reason, flush=True)
             if stop:
                 history.stopped_because = reason
                 break
             history.no_improvement_count = 0
     else:
-        if check_convergence and max_iter > 0:
+        if check_convergence and max_iter > 0 and speak:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and the "
                           f"optimization hasn't converged yet.", _convergence_warning(), stacklevel=2)
     if early_stopping and history.best_params is not None:
@@ -320,11 +359,25 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
     return history
 
 
-def _update_improvement(history: History, loss: float, tol: float, early_stopping: bool,
-                        validation_score, xp, params) -> None:
-    """scikit-learn's bookkeeping: count epochs without an improvement of at least ``tol``."""
-    if early_stopping:
-        score = float(validation_score())
+def _validation(validation_score, plan) -> float:
+    """The epoch's validation score: this process's, or (data parallel) the one agreed over the ranks."""
+    if plan is None:
+        return float(validation_score())
+    value = error = None
+    try:
+        value = validation_score()
+    except Exception as exc:  # agreed on below, so that no rank waits for one that failed
+        error = exc
+    score = plan.agree_score(value, error)
+    if error is not None:
+        raise error
+    return score
+
+
+def _update_improvement(history: History, loss: float, tol: float, score: float | None, xp, params) -> None:
+    """scikit-learn's bookkeeping: count epochs without an improvement of at least ``tol``
+    (of the validation ``score`` when early stopping, else of the training loss)."""
+    if score is not None:
         history.validation_scores.append(score)
         best = history.best_validation_score
         improved = best is None or score >= best + tol
