@@ -407,7 +407,7 @@ def test_cuda_on_a_cpu_only_torch_is_a_clear_error(capsys, blobs_csv):
         pytest.skip("this torch sees a CUDA device")
     code, out, err = run(capsys, "train", blobs_csv, "--backend", "torch", "--device", "cuda")
     assert code == 1 and out == ""
-    assert_one_line_error(err, "--device cuda:", "(backend 'torch')", "no installed backend sees a CUDA device",
+    assert_one_line_error(err, "--device cuda:", "backend 'torch'", "no installed backend sees a CUDA device",
                           f"torch {torch.__version__}: installed, but sees no CUDA device")
 
 
