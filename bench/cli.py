@@ -34,10 +34,11 @@ PLAN = {
     "full": {"W1": (24, 10, 5), "W2": (6, 10, 3), "W3": (125, 15, 50), "W4": (2, 8, 3)},
 }
 DEFAULT_CONTENDERS = {
-    "cpu": ["xpmlp-numpy", "xpmlp-numpy-train", "xpmlp-torch", "xpmlp-jax", "torch-eager", "torch-fused-adam",
-            "torch-compile", "sklearn", "floor-numpy", "floor-torch"],
-    "gpu": ["xpmlp-cupy", "xpmlp-cupy-train", "xpmlp-torch", "xpmlp-jax", "torch-eager", "torch-fused-adam",
-            "torch-compile", "floor-cupy", "floor-torch"],
+    "cpu": ["xpmlp-numpy", "xpmlp-numpy-train", "xpmlp-torch", "xpmlp-jax", "xpmlp-jax-compiled", "jax-jit",
+            "jax-scan", "torch-eager", "torch-fused-adam", "torch-compile", "sklearn", "floor-numpy", "floor-torch"],
+    "gpu": ["xpmlp-cupy", "xpmlp-cupy-train", "xpmlp-cupy-compiled", "xpmlp-torch", "xpmlp-torch-compiled",
+            "xpmlp-jax", "xpmlp-jax-compiled", "jax-jit", "jax-scan", "torch-eager", "torch-fused-adam",
+            "torch-compile", "torch-reduce-overhead", "floor-cupy", "floor-torch"],
 }
 
 
@@ -66,7 +67,8 @@ def parse_args(argv=None):
                    help="set OMP/OpenBLAS/MKL threads and torch threads in the workers (default: libraries' own)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: time each worker's own CPU time (use with --threads 1 on a busy machine)")
-    p.add_argument("--out", default=None, help="also write the JSON/Markdown/PNG into this directory")
+    p.add_argument("--out", default=None, help="write the JSON/Markdown/PNG into this directory instead of "
+                   "bench/results/ (which is tracked: the committed reference figures)")
     p.add_argument("--tag", default="", help="suffix for the result file names")
     p.add_argument("--no-save", action="store_true", help="print only, write nothing under bench/results/")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds a worker may take to set up or for a block")

@@ -127,10 +127,10 @@ def missing_library(c: Contender) -> str | None:
 
 # ----------------------------------------------------------------------------- xpmlp
 class XpmlpContender(Contender):
-    """xpmlp's training step on one backend: what :mod:`xpmlp.training` runs per batch.
-
-    Batch gather ``xp.take(X, idx, axis=0)`` on the row-layout data, the transposed view
-    to the core (``net._value_and_grad``), then the Adam step of :mod:`xpmlp.optimizers`.
+    """xpmlp's training step on one backend, called once per batch: the public
+    ``xpmlp.make_train_step`` (gather ``xp.take(X, idx, axis=0)`` on the row-layout data,
+    then ``step(params, opt_state, Xb, Yb, key)``: value and gradients, Adam update),
+    with the batch costs summed on the device, as the eager epoch runner does.
     """
 
     def __init__(self, backend: str):
@@ -167,24 +167,24 @@ class XpmlpContender(Contender):
         onehot[np.arange(len(y)), y] = 1.0
         self.Y = backends.to_backend(onehot, xp, net.device)
         self.to_device = lambda a: backends.to_backend(a, xp, net.device)
-        from xpmlp.optimizers import make_optimizer
-
-        self.opt = make_optimizer("adam", learning_rate=w.lr)
+        self.opt = xpmlp.make_optimizer("adam", learning_rate=w.lr)
+        self.params = list(net.params)
+        self.state = self.opt.init(self.params)
+        self.train_step = xpmlp.make_train_step(net, self.opt, params=self.params)
+        self.key = 0
         self._sync = _make_sync(self.backend)
         self._total = None
 
     def step(self):
-        # The body of xpmlp.training.train's batch loop (alpha = 0): gather, transposed view,
-        # value and gradients, the batch cost summed on the device, the optimizer step.
-        xp, net, B = self.xp, self.net, self.w.batch
+        xp, B = self.xp, self.w.batch
         perm, off = self.next_batch_offset(self.to_device)
         batch = perm[off:off + B]
         Xb, Yb = xp.take(self.X, batch, axis=0), xp.take(self.Y, batch, axis=0)
-        J, grads = net._value_and_grad(Xb.T, Yb.T, net._params)
-        cost = J * B
+        self.params, self.state, cost = self.train_step(self.params, self.state, Xb, Yb, self.key)
+        self.key += 1
+        cost = cost * B
         self._total = cost if self._total is None else self._total + cost
-        net._params = self.opt.step(net._params, grads, l2=0.0)
-        self._last = (self._total, net._params)
+        self._last = (self._total, self.params)
 
     def sync(self):
         self._sync(getattr(self, "_last", None))
@@ -192,51 +192,210 @@ class XpmlpContender(Contender):
     def host_params(self):
         from xpmlp import backends
 
-        return [(backends.to_numpy(W), backends.to_numpy(b)) for W, b in self.net._params]
+        return [(backends.to_numpy(W), backends.to_numpy(b)) for W, b in self.params]
 
     def info(self):
-        d = {"dtype": str(self.net.dtype), "optimizer": "xpmlp.optimizers.Adam",
-             "inplace": getattr(self.opt, "_mutable", None), "device": str(self.net.device)}
-        return d
+        return {"dtype": str(self.net.dtype), "optimizer": "xpmlp.optimizers.Adam",
+                "inplace": self.train_step.plan.inplace, "host_scalars": self.train_step.plan.host_scalars,
+                "fused_adam": self.train_step.plan.fused is not None, "device": str(self.net.device)}
 
     def gpu_library(self):
         on_cpu = self.backend == "numpy" or "cpu" in str(self.net.device).lower()
         return None if on_cpu else self.backend
 
+    def _block_rows(self, k: int, to_device):
+        """The rows of the next k batches (everybody's order), as one index array."""
+        idx = []
+        for _ in range(k):
+            perm, off = self.next_batch_offset(lambda a: a)
+            idx.append(perm[off:off + self.w.batch])
+        return to_device(np.concatenate(idx))
+
 
 class XpmlpTrainContender(XpmlpContender):
-    """xpmlp's own loop, :func:`xpmlp.training.train` (``max_iter=1``), on the block's batches.
+    """xpmlp's own loop, :func:`xpmlp.train` (``max_iter=1``, eager), on the block's batches.
 
     Each timed block gathers its k batches (same rows, same order as everybody's) into one
     array and trains one epoch over it without shuffling, so the loop's per-call work
-    (parameter and optimizer snapshots, the one ``float()`` of the epoch cost, the finiteness
-    check) is included, amortised over the k steps.
+    (the copy of the parameters, snapshots, the one ``float()`` of the epoch cost, the
+    finiteness check) is included, amortised over the k steps.
     """
+
+    compile = False
 
     def __init__(self, backend: str):
         super().__init__(backend)
         self.name = f"xpmlp-{backend}-train"
 
+    def setup(self, w, X, y, device):
+        from xpmlp.training import History
+
+        super().setup(w, X, y, device)
+        self.history = History()
+
     def run(self, k):
         from xpmlp.training import train
 
         xp = self.xp
-        idx = []
-        for _ in range(k):
-            perm, off = self.next_batch_offset(lambda a: a)
-            idx.append(perm[off:off + self.w.batch])
-        idx = self.to_device(np.concatenate(idx))
+        idx = self._block_rows(k, self.to_device)
         self.sync()
         t0 = clock()
         Xc, Yc = xp.take(self.X, idx, axis=0), xp.take(self.Y, idx, axis=0)
         train(self.net, Xc, Yc, optimizer=self.opt, max_iter=1, batch_size=self.w.batch, shuffle=False,
-              check_convergence=False)
-        self._last = self.net._params
+              check_convergence=False, history=self.history, compile=self.compile)
+        self.params = list(self.net.params)
+        self._last = self.params
         self.sync()
         return clock() - t0
 
     def info(self):
-        return dict(super().info(), loop="xpmlp.training.train(max_iter=1, shuffle=False) per timed block")
+        return dict(super().info(), loop=f"xpmlp.train(max_iter=1, shuffle=False, compile={self.compile}) "
+                                         f"per timed block")
+
+
+class XpmlpCompiledContender(XpmlpContender):
+    """xpmlp's compiled epoch runner (:mod:`xpmlp.compile`), as ``xpmlp.train(compile=...)`` runs it:
+    JAX, the block's batches as one ``lax.scan`` program (gathered inside from the index array);
+    CuPy and PyTorch on CUDA, one captured CUDA graph replayed per batch.
+
+    Compilation happens outside the timed blocks (``warm``, or the capture in the warm-up steps)
+    and is reported in ``info()``; a timed block is one runner call over its k batches.
+    """
+
+    def __init__(self, backend: str):
+        super().__init__(backend)
+        self.name = f"xpmlp-{backend}-compiled"
+        self.devices = ("gpu",) if backend in ("cupy",) else (("cpu", "gpu") if backend == "jax" else ("gpu",))
+
+    def setup(self, w, X, y, device):
+        from xpmlp.compile import epoch_runner, resolve_mode
+
+        super().setup(w, X, y, device)
+        self.mode = resolve_mode(True, self.xp, self.net.device)
+        if self.mode == "eager":
+            raise Unavailable(f"no compiler for {self.backend} on {self.net.device}")
+        self.runner = epoch_runner(self.train_step, self.mode)
+        self._warmed = set()
+
+    def run(self, k):
+        idx = self._block_rows(k, self.to_device)
+        if k not in self._warmed and hasattr(self.runner, "warm"):  # compile for this block length, untimed
+            self.runner.warm(self.params, self.state, self.X, self.Y, idx, self.w.batch, self.key)
+            self._warmed.add(k)
+        self.sync()
+        t0 = clock()
+        self.params, self.state, total = self.runner(self.params, self.state, self.X, self.Y, idx,
+                                                     self.w.batch, self.key)
+        self.key += k
+        self._last = (total, self.params)
+        self.sync()
+        return clock() - t0
+
+    def info(self):
+        return dict(super().info(), compile=self.mode, compile_s=round(self.runner.compile_seconds, 3),
+                    failed=getattr(self.runner, "failed", None))
+
+
+# ----------------------------------------------------------------------------- hand-written JAX
+class JaxAnchorContender(Contender):
+    """The anchor for the compiled path: a ReLU MLP, softmax cross-entropy and Adam written out in
+    plain JAX (row layout, ``x @ W + b``), as a JAX user would, no library around it.
+
+    ``variant``: ``"jit"`` (one ``jax.jit`` step per batch, parameters and state donated) or
+    ``"scan"`` (the block's batches in one ``jax.jit`` of ``lax.scan``, gathered inside).
+    """
+
+    library = "jax"
+    floor_of = "numpy"
+
+    def __init__(self, variant: str):
+        self.variant = variant
+        self.name = f"jax-{variant}"
+
+    def setup(self, w, X, y, device):
+        import jax
+        import jax.numpy as jnp
+
+        self.w = w
+        want = "gpu" if device == "gpu" else "cpu"
+        devs = [d for d in jax.devices() if d.platform == want] if want == "gpu" else jax.devices("cpu")
+        if not devs:
+            raise Unavailable(f"jax sees no {want} device")
+        dev = devs[0]
+        rng = np.random.default_rng(0)
+        params = []
+        for n_in, n_out in zip(w.sizes[:-1], w.sizes[1:]):
+            W = (rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)).astype(np.float32)
+            params.append((W, np.zeros(n_out, np.float32)))
+        put = lambda a: jax.device_put(a, dev)  # noqa: E731
+        self.params = jax.tree_util.tree_map(put, params)
+        def zeros():
+            return jax.tree_util.tree_map(jnp.zeros_like, self.params)
+
+        self.opt = (zeros(), zeros(), put(np.zeros((), np.float32)))  # m, v, t (separate buffers: donated)
+        self.X, self.y = put(X), put(y.astype(np.int32))
+        self.to_device = put
+        lr, b1, b2, eps = w.lr, 0.9, 0.999, 1e-8
+
+        def loss(params, xb, yb):
+            h = xb
+            for W, b in params[:-1]:
+                h = jnp.maximum(h @ W + b, 0.0)
+            W, b = params[-1]
+            logits = h @ W + b
+            logz = jax.nn.logsumexp(logits, axis=1)
+            return jnp.mean(logz - jnp.take_along_axis(logits, yb[:, None], axis=1)[:, 0])
+
+        def step(params, opt, idx):
+            m, v, t = opt
+            xb, yb = jnp.take(self.X, idx, axis=0), jnp.take(self.y, idx, axis=0)
+            J, g = jax.value_and_grad(loss)(params, xb, yb)
+            t = t + 1.0
+            m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+            v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+            a = lr * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+            params = jax.tree_util.tree_map(lambda p, m, v: p - a * m / (jnp.sqrt(v) + eps), params, m, v)
+            return params, (m, v, t), J
+
+        def block(params, opt, rows):
+            def body(carry, idx):
+                params, opt, J = step(*carry, idx)
+                return (params, opt), J
+            (params, opt), Js = jax.lax.scan(body, (params, opt), rows)
+            return params, opt, jnp.sum(Js)
+
+        self._jit_step = jax.jit(step, donate_argnums=(0, 1))
+        self._jit_block = jax.jit(block, donate_argnums=(0, 1))
+        self._jax = jax
+        self._compiled = {}
+
+    def run(self, k):
+        jnp = self._jax.numpy
+        idx = []
+        for _ in range(k):
+            perm, off = self.next_batch_offset(lambda a: a)
+            idx.append(perm[off:off + self.w.batch])
+        rows = self.to_device(np.stack(idx).astype(np.int32))
+        if self.variant == "scan" and k not in self._compiled:
+            self._compiled[k] = self._jit_block.lower(self.params, self.opt, rows).compile()
+        self._jax.block_until_ready(self.params)
+        t0 = clock()
+        if self.variant == "scan":
+            self.params, self.opt, J = self._compiled[k](self.params, self.opt, rows)
+        else:
+            for i in range(k):
+                self.params, self.opt, J = self._jit_step(self.params, self.opt, rows[i])
+        self._jax.block_until_ready((self.params, J))
+        del jnp
+        return clock() - t0
+
+    def host_params(self):
+        return [(np.asarray(W).T, np.asarray(b)[:, None]) for W, b in self.params]
+
+    def info(self):
+        return {"dtype": "float32", "jax": self._jax.__version__, "device": str(self.X.devices()),
+                "what": "plain JAX + Adam written out, " + ("jit per step (donated)" if self.variant == "jit"
+                                                            else "lax.scan over the block under one jit")}
 
 
 def _make_sync(backend: str):
@@ -318,7 +477,10 @@ class TorchContender(Contender):
 
     def __init__(self, variant: str):
         self.variant = variant
-        self.name = {"eager": "torch-eager", "fused": "torch-fused-adam", "compile": "torch-compile"}[variant]
+        self.name = {"eager": "torch-eager", "fused": "torch-fused-adam", "compile": "torch-compile",
+                     "reduce-overhead": "torch-reduce-overhead"}[variant]
+        if variant == "reduce-overhead":  # CUDA graphs: a GPU thing
+            self.devices = ("gpu",)
 
     def setup(self, w, X, y, device):
         import torch
@@ -339,7 +501,7 @@ class TorchContender(Contender):
             if l < len(w.sizes) - 2:
                 layers.append(torch.nn.ReLU())
         self.model = model = torch.nn.Sequential(*layers).to(dev)
-        kwargs = {"fused": True} if self.variant in ("fused", "compile") else {}
+        kwargs = {"fused": True} if self.variant in ("fused", "compile", "reduce-overhead") else {}
         try:
             self.opt = torch.optim.Adam(model.parameters(), lr=w.lr, **kwargs)
         except (RuntimeError, TypeError, ValueError) as exc:
@@ -350,7 +512,12 @@ class TorchContender(Contender):
         def loss_fn(xb, yb):
             return F.cross_entropy(model(xb), yb)
 
-        self.loss_fn = torch.compile(loss_fn) if self.variant == "compile" else loss_fn
+        if self.variant == "compile":
+            self.loss_fn = torch.compile(loss_fn)
+        elif self.variant == "reduce-overhead":  # torch.compile with CUDA graphs
+            self.loss_fn = torch.compile(loss_fn, mode="reduce-overhead")
+        else:
+            self.loss_fn = loss_fn
         self.to_device = lambda a: torch.from_numpy(a).to(dev)
         self._torch = torch
 
@@ -379,8 +546,9 @@ class TorchContender(Contender):
                                                ("default (for-loop on CPU, foreach on CUDA)"))
         d = {"dtype": str(self.X.dtype), "optimizer": f"torch.optim.Adam {impl}", "threads": torch.get_num_threads(),
              "torch": torch.__version__, "device": str(self.dev)}
-        if self.variant == "compile":
-            d["compiled"] = "torch.compile(forward + cross_entropy), default mode"
+        if self.variant in ("compile", "reduce-overhead"):
+            mode = "default" if self.variant == "compile" else "reduce-overhead (CUDA graphs)"
+            d["compiled"] = f"torch.compile(forward + cross_entropy), mode {mode}"
         return d
 
     def gpu_library(self):
@@ -538,6 +706,12 @@ CONTENDERS = {
     "xpmlp-cupy": lambda: XpmlpContender("cupy"),
     "xpmlp-numpy-train": lambda: XpmlpTrainContender("numpy"),
     "xpmlp-cupy-train": lambda: XpmlpTrainContender("cupy"),
+    "xpmlp-jax-compiled": lambda: XpmlpCompiledContender("jax"),
+    "xpmlp-cupy-compiled": lambda: XpmlpCompiledContender("cupy"),
+    "xpmlp-torch-compiled": lambda: XpmlpCompiledContender("torch"),
+    "jax-jit": lambda: JaxAnchorContender("jit"),
+    "jax-scan": lambda: JaxAnchorContender("scan"),
+    "torch-reduce-overhead": lambda: TorchContender("reduce-overhead"),
     "torch-eager": lambda: TorchContender("eager"),
     "torch-fused-adam": lambda: TorchContender("fused"),
     "torch-compile": lambda: TorchContender("compile"),

@@ -48,12 +48,14 @@ def main(argv=None) -> None:
     perm, _ = batch_indices(w, 0)
     idx = backends.to_backend(perm[:w.batch], xp, net.device)
     opt = make_optimizer("adam", learning_rate=w.lr)
+    params = list(net.params)
+    state = {"opt": opt.init(params), "params": params}
+    train_step = xpmlp.make_train_step(net, opt, params=params)
 
     def step():
-        Xb = xp.take(Xd, idx, axis=0).T
-        Yb = xp.take(Yd, idx, axis=0).T
-        J, grads = net._value_and_grad(Xb, Yb, net._params)
-        net._params = opt.step(net._params, grads)
+        Xb = xp.take(Xd, idx, axis=0)
+        Yb = xp.take(Yd, idx, axis=0)
+        state["params"], state["opt"], _ = train_step(state["params"], state["opt"], Xb, Yb, 0)
 
     for _ in range(5):
         step()
@@ -61,21 +63,21 @@ def main(argv=None) -> None:
     # the intermediates of one step, to time each statement on real data
     Xb = xp.take(Xd, idx, axis=0).T
     Yb = xp.take(Yd, idx, axis=0).T
-    _, cache = net._forward(Xb, net._params)
+    _, cache = net._forward(Xb, state["params"])
     dZs = [None] * L
     dZ = net._output_dZ(cache, Yb)
     for l in range(L - 1, -1, -1):
         dZs[l] = dZ
         if l > 0:
-            dA_prev = net._params[l][0].T @ dZ
+            dA_prev = state["params"][l][0].T @ dZ
             dZ = net.activations[l - 1].vjp(cache[l - 1].Z, cache[l - 1].A, dA_prev, xp=xp)
-    _, grads = net._value_and_grad(Xb, Yb, net._params)
+    _, grads = net.value_and_grad(state["params"], Xb, Yb)
     saved_grads = [(xp.asarray(dW, copy=True), xp.asarray(db, copy=True)) for dW, db in grads]
 
     items = []  # (label, group, fn)
     items.append(("gather X: take(X, idx, axis=0)", "gather", lambda: xp.take(Xd, idx, axis=0)))
     items.append(("gather Y: take(Y, idx, axis=0)", "gather", lambda: xp.take(Yd, idx, axis=0)))
-    for l, ((W, b), g, c) in enumerate(zip(net._params, net.activations, cache)):
+    for l, ((W, b), g, c) in enumerate(zip(state["params"], net.activations, cache)):
         n = f"L{l + 1}"
         items.append((f"{n} forward GEMM  W @ A_prev", "GEMM", lambda W=W, c=c: W @ c.A_prev))
         items.append((f"{n} bias add  (W A_prev) + b", "bias add", lambda b=b, c=c, W=W: c.Z + b))
@@ -84,7 +86,7 @@ def main(argv=None) -> None:
     items.append(("seed dZ[L] = (A - Y)/m", "loss", lambda: net._output_dZ(cache, Yb)))
     for l in range(L - 1, -1, -1):
         n = f"L{l + 1}"
-        W = net._params[l][0]
+        W = state["params"][l][0]
         dZ, A_prev = dZs[l], cache[l].A_prev
         items.append((f"{n} dW GEMM  dZ @ A_prev.T", "GEMM", lambda dZ=dZ, A_prev=A_prev: dZ @ A_prev.T))
         items.append((f"{n} db = sum(dZ, axis=1)", "bias grad", lambda dZ=dZ: xp.sum(dZ, axis=1, keepdims=True)))
@@ -98,7 +100,7 @@ def main(argv=None) -> None:
 
     def adam():
         gr = [(xp.asarray(dW, copy=True), xp.asarray(db, copy=True)) for dW, db in saved_grads]
-        net._params = opt.step(net._params, gr)
+        state["params"], state["opt"] = opt.update(gr, state["opt"], state["params"], plan=train_step.plan)
 
     def copy_grads():
         return [(xp.asarray(dW, copy=True), xp.asarray(db, copy=True)) for dW, db in saved_grads]

@@ -97,10 +97,47 @@ def targets(out: dict) -> list[str]:
     return lines
 
 
+def _ratio(R: dict, a: str, b: str) -> float | None:
+    ra, rb = R.get(a), R.get(b)
+    if not (ra and rb and ra.get("status") == "ok" and rb.get("status") == "ok"):
+        return None
+    return ra["step_s"] / rb["step_s"]
+
+
+def compiled_targets(out: dict) -> list[str]:
+    """Issue 8's targets for the compiled contenders, as ratios within this run."""
+    lines = []
+    dev = out["meta"]["device"]
+    for res in out["workloads"]:
+        R = {r["contender"]: r for r in res["results"]}
+        wn = res["workload"]
+        anchors = [n for n in ("jax-jit", "jax-scan") if R.get(n, {}).get("status") == "ok"]
+        anchor = min(anchors, key=lambda n: R[n]["step_s"]) if anchors else "jax-scan"
+        checks = []
+        if dev == "cpu":
+            if wn in ("W1", "W3"):
+                checks.append(("xpmlp-jax-compiled", anchor, 1.25))
+            if wn == "W3":
+                checks.append(("xpmlp-jax-compiled", "xpmlp-numpy", 1.0))
+        else:
+            for me in ("xpmlp-cupy-compiled", "xpmlp-torch-compiled", "xpmlp-jax-compiled"):
+                if wn == "W4":
+                    floor = "floor-torch" if "torch" in me else "floor-cupy"
+                    checks.append((me, floor, 1.05))
+                    continue
+                checks += [(me, "torch-eager", 0.25), (me, "torch-reduce-overhead", 1.0), (me, anchor, 1.1)]
+        for me, ref, lim in checks:
+            x = _ratio(R, me, ref)
+            verdict = "n/a" if x is None else f"{x:.2f}x  {'MET' if x <= lim else 'MISSED'}"
+            lines.append(f"{wn} {me} <= {lim}x {ref}: {verdict}")
+    return lines
+
+
 def summary(out: dict) -> str:
     m = out["meta"]
     la, lb = m.get("load_after"), m.get("load_before")
     lines = ["", "Targets (issue 4):"] + ["  " + t for t in targets(out)]
+    lines += ["", "Targets (issue 8, the compiled step):"] + ["  " + t for t in compiled_targets(out)]
     lines.append(f"load average before {lb[0]:.2f}, after {la[0]:.2f} (2 cores shared: > ~0.5 means other work "
                  f"was running; rerun if the ratios look off)" if la and lb else "")
     lines.append(f"wall time {m.get('wall_s')} s")
@@ -175,6 +212,8 @@ def plot(out: dict, path: str) -> bool:
         ax.set_xscale("log")
         for yi, (v, r) in enumerate(zip(vals, rows)):
             ax.text(v, yi, f" {v:.2f}x ({r['epoch_s']:.2f} s)", va="center", fontsize=7)
+        if not vals:
+            return False
         lo, hi = min(vals + [1.0]) * 0.8, max(vals) * (6 if max(vals) > 20 else 3.5)
         ax.set_xlim(lo, hi)
         nice = ((0.5, 1, 1.25, 1.5, 2, 3) if hi / lo < 4 else (0.5, 1, 1.5, 2, 3, 5) if hi / lo < 20
@@ -199,7 +238,7 @@ def plot(out: dict, path: str) -> bool:
 
 def save(out: dict, args) -> list[str]:
     stem = file_stem(out, args.tag)
-    dirs = [RESULTS_DIR] + ([args.out] if args.out else [])
+    dirs = [args.out] if args.out else [RESULTS_DIR]  # --out instead of the tracked bench/results/
     paths = []
     for d in dirs:
         os.makedirs(d, exist_ok=True)

@@ -16,6 +16,8 @@ import xpmlp
 from xpmlp import backends
 
 BACKENDS = list(backends.BACKENDS)
+#: Where the figures go by default: beside the examples, in a folder git ignores, whatever the current directory.
+OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
 
 def parser(description: str, out: str | None, several_backends: bool = False) -> argparse.ArgumentParser:
@@ -35,7 +37,8 @@ def parser(description: str, out: str | None, several_backends: bool = False) ->
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of the batches")
     p.add_argument("--quick", action="store_true", help="a shorter run (the test suite uses it)")
     if out is not None:
-        p.add_argument("--out", default=out, help=f"where to save the figure (default: {out})")
+        default = os.path.join(OUT_DIR, out)
+        p.add_argument("--out", default=default, help=f"where to save the figure (default: examples/out/{out})")
     return p
 
 
@@ -123,14 +126,20 @@ def minibatch_gd(net: xpmlp.MLP, X, Y, *, epochs: int, lr: float, batch_size: in
 
     ``X: (n0, m)`` and ``Y: (nL, m)`` are arrays of the network's backend. The
     batches are drawn on the host from ``seed`` (the same on every backend) and
-    the columns taken with ``xp.take``. The cost of each batch is summed on the
-    device and read once per epoch (one host sync per epoch, not per step).
-    Returns the mean batch cost of every epoch.
+    the columns taken with ``xp.take``. Each batch goes through xpmlp's training
+    step (``xpmlp.make_train_step``) with plain SGD, which is exactly that update.
+    The cost of each batch is summed on the device and read once per epoch (one
+    host sync per epoch, not per step). Returns the mean batch cost of every epoch.
     """
     xp = net.xp
     m = X.shape[1]
     rng = np.random.default_rng(seed)
+    opt = xpmlp.SGD(lr)  # no momentum: p <- p - lr g
+    params = list(net.params)
+    state = opt.init(params)
+    step = xpmlp.make_train_step(net, opt, params=params, inplace=False)  # never writes into arrays we hold
     curve = []
+    key = 0
     for epoch in range(epochs):
         order = on_index(net, rng.permutation(m))  # one copy to the device per epoch
         total = None
@@ -138,10 +147,12 @@ def minibatch_gd(net: xpmlp.MLP, X, Y, *, epochs: int, lr: float, batch_size: in
         for start in range(0, m, batch_size):
             cols = order[start:min(start + batch_size, m)]  # array-api-strict rejects stops past the end
             Xb, Yb = xp.take(X, cols, axis=1), xp.take(Y, cols, axis=1)
-            J, grads = net.gradients(Xb, Yb, check_finite=False)
-            net.params = [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(net.params, grads)]
+            # the step takes one row per example (as gathered from data): hand it the transposed views
+            params, state, J = step(params, state, Xb.T, Yb.T, key)
+            key += 1
             total = J if total is None else total + J
             n_batches += 1
+        net.params = params
         curve.append(float(total) / n_batches)
         if on_epoch is not None:
             on_epoch(epoch, curve[-1])

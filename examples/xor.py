@@ -14,7 +14,8 @@ that is W[1] = [[1, 1], [-1, -1]], b[1] = [[-0.5], [1.5]], W[2] = [[1, 1]], b[2]
 Then the same kind of network with smooth activations (tanh hidden, sigmoid
 output, binary cross-entropy) is trained from a seed by plain gradient descent,
 W <- W - lr dW and b <- b - lr db, with the gradients of ``net.gradients``
-(or, with ``--optimizer adam``, by one of xpmlp's optimizers: ``opt.step(params, grads)``).
+(or, with ``--optimizer adam``, by one of xpmlp's optimizers:
+``params, state = opt.update(grads, state, params)``).
 
 Two hidden units are enough in principle, but gradient descent from a random
 start often stalls in a local minimum with them (on this problem, 2000 full-batch
@@ -76,6 +77,7 @@ def train(args) -> xpmlp.MLP:
     method = "plain gradient descent" if args.optimizer == "gd" else f"xpmlp's {args.optimizer!r} optimizer"
     print(f"\nTraining {net}\nwith {method}, lr = {args.lr}, {args.steps} full-batch steps")
     opt = None if args.optimizer == "gd" else xpmlp.make_optimizer(args.optimizer, learning_rate=args.lr)
+    state = None if opt is None else opt.init(net.params)  # the optimizer's momenta and step count
     for step in range(args.steps + 1):
         J, grads = net.gradients(X, Y)
         if step % (args.steps // 4) == 0:
@@ -85,7 +87,8 @@ def train(args) -> xpmlp.MLP:
         if opt is None:  # the seeds' update, W <- W - lr dW and b <- b - lr db
             net.params = [(W - args.lr * dW, b - args.lr * db) for (W, b), (dW, db) in zip(net.params, grads)]
         else:            # the same step through one of xpmlp's optimizers
-            net.params = opt.step(list(net.params), grads)
+            params, state = opt.update(grads, state, list(net.params))
+            net.params = params
     np.set_printoptions(precision=3, suppress=True)
     for l, (W, b) in enumerate(net.params, start=1):
         print(f"learned W[{l}] =\n{to_numpy(W)}\nlearned b[{l}] =\n{to_numpy(b)}")

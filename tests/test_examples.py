@@ -31,6 +31,8 @@ def installed(name: str) -> bool:
 def run_example(name: str, *args: str, cwd: Path, timeout: float = 120) -> str:
     """Run ``examples/<name>.py --quick *args``; return its stdout (failing with its stderr)."""
     env = {k: v for k, v in os.environ.items() if k != "XPMLP_BACKEND"}
+    # the checkout under test first, whatever an editable install points at
+    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLES.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     proc = subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{name}.py {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -77,6 +79,25 @@ def test_xor(tmp_path, backend, dtype, extra):
     assert "trained network computes XOR: yes" in out
     assert "learned W[1] =" in out and "learned b[2] =" in out
     assert_figure(png, out)
+
+
+def test_figures_go_to_examples_out_by_default(tmp_path):
+    """Without --out a figure goes to examples/out/ (ignored by git), never into the current directory."""
+    png = EXAMPLES / "out" / "xor_decision_boundary.png"
+    existed = png.exists()
+    out = run_example("xor", cwd=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    try:
+        if HAS_MPL:
+            assert f"saved {png}" in out and png.is_file()
+        else:
+            assert "matplotlib is not installed" in out
+    finally:
+        if not existed and png.exists():
+            png.unlink()
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(png)], cwd=EXAMPLES, capture_output=True)
+    if ignored.returncode != 128:  # 128: not a git checkout (an sdist)
+        assert ignored.returncode == 0, "examples/out/ should be ignored by git"
 
 
 def test_xor_without_matplotlib(tmp_path):

@@ -189,14 +189,23 @@ def test_save_through_a_symbolic_link_replaces_its_target(tmp_path, net):
     assert sorted(os.listdir(real.parent)) == ["v1.xpmlp"]
 
 
-def test_failed_rename_leaves_no_temp_file(tmp_path, net, monkeypatch):
+@pytest.mark.parametrize("o_tmpfile", [True, False])
+def test_failed_rename_leaves_no_temp_file(tmp_path, net, monkeypatch, o_tmpfile):
+    import xpmlp.io as xio
+
+    monkeypatch.setattr(xio, "_USE_O_TMPFILE", o_tmpfile)
+    path = tmp_path / "m.xpmlp"
+    save(net, path)
+    before = path.read_bytes()
+
     def no_rename(src, dst):
         raise PermissionError(f"cannot rename {src}")
 
     monkeypatch.setattr(os, "replace", no_rename)
     with pytest.raises(PermissionError):
-        save(net, tmp_path / "m.xpmlp")
-    assert os.listdir(tmp_path) == []
+        save(xpmlp.MLP([5, 7, 3], ["relu", "softmax"], "cross_entropy", seed=5), path)
+    assert os.listdir(tmp_path) == ["m.xpmlp"]
+    assert path.read_bytes() == before
 
 
 def test_saved_file_gets_the_usual_permissions(tmp_path, net):
@@ -262,10 +271,10 @@ def test_newer_format_version(saved):
 @pytest.mark.parametrize("change, fragment", [
     (lambda h: h.update(format="safetensors"), "format 'safetensors'"),
     (lambda h: h.update(format_version="1"), "invalid format_version '1'"),
-    (lambda h: h.pop("network"), "lacks 'kind', 'network' or 'arrays'"),
+    (lambda h: h.pop("network"), "header field 'network' is missing"),
     (lambda h: h.update(kind="Pipeline", state={}), "kind 'Pipeline'"),
     (lambda h: h["network"].update(sizes=[5, 8, 3]), "array 'W1' is float64 (7, 5)"),
-    (lambda h: h["network"].pop("loss"), "incomplete or invalid"),
+    (lambda h: h["network"].pop("loss"), "header field 'network.loss' is missing"),
     (lambda h: h["network"]["activations"][0].update(config={"beta": 1}), "cannot be rebuilt"),
 ])
 def test_inconsistent_header(saved, change, fragment):
@@ -279,12 +288,17 @@ def test_json_header_that_is_not_json(saved):
 
 
 def test_missing_and_mismatched_arrays(saved):
+    original = saved.read_bytes()
     _rewrite(saved, drop=("b2.npy",))
     _expect_model_error(saved, "array 'b2' is listed but missing")
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.zeros((7, 5), dtype="float32"))
-    _rewrite(saved, replace={"W1.npy": buf.getvalue()})
-    _expect_model_error(saved, "array 'W1' is <f4 [7, 5], the header says <f8 [7, 5]")
+    for dtype, fragment in (("float32", "the member 'W1.npy' declares 268 bytes, but array 'W1' (float64 (7, 5)) "
+                                        "takes 280 bytes"),  # refused before inflating
+                            ("int64", "array 'W1' is <i8 [7, 5], the header says <f8 [7, 5]")):  # same size
+        saved.write_bytes(original)
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.zeros((7, 5), dtype=dtype))
+        _rewrite(saved, replace={"W1.npy": buf.getvalue()})
+        _expect_model_error(saved, fragment)
 
 
 def test_missing_file_is_file_not_found(tmp_path):
@@ -388,7 +402,7 @@ def test_estimator_files_are_checked_like_network_files(tmp_path, rng):
     _expect_model_error(path, "array 'W2' is listed but missing")
     path.write_bytes(original)
     _rewrite(path, lambda h: h["state"].pop("n_features_in_"))
-    _expect_model_error(path, "the MLPClassifier's state lacks 'n_features_in_'")
+    _expect_model_error(path, "header field 'state.n_features_in_' is missing")
     path.write_bytes(original)
     _rewrite(path, lambda h: h.update(kind="MLPTransformer"))
     _expect_model_error(path, "kind 'MLPTransformer'", "['MLPClassifier', 'MLPRegressor']")

@@ -87,7 +87,7 @@ def test_fused_pairs_agree_with_unfused_chain(backend, loss, g, rng):
     L = xpmlp.get_loss(loss)
     assert L.fuses_with(g)
     chain = g.vjp(Z, A, L.gradient(A, Y, xp=xp), xp=xp)
-    fused = (A - Y) / 5
+    fused = L.fused_dZ(A, Y, xp=xp)
     np.testing.assert_allclose(backend.to_numpy(chain), backend.to_numpy(fused), rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(float(L.value_from_logits(Z, Y, xp=xp)), float(L.value(A, Y, xp=xp)), rtol=1e-12)
 
@@ -121,3 +121,72 @@ def test_dtype_preserved(backend, dtype, loss, rng):
     L = xpmlp.get_loss(loss)
     assert L.value(A, Y, xp=xp).dtype == A.dtype
     assert L.gradient(A, Y, xp=xp).dtype == A.dtype
+
+
+# ------------------------------------------------- fused seeds with any targets
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    zs = z - z.max(axis=0)
+    return zs - np.log(np.exp(zs).sum(axis=0))
+
+
+def _reference_fused_cost(loss: str, z: np.ndarray, y: np.ndarray) -> float:
+    """J from the logits, straight from the definitions (float64 NumPy)."""
+    m = y.shape[1]
+    if loss == "cross_entropy":
+        return float(-np.sum(y * _log_softmax(z)) / m)
+    a = 1.0 / (1.0 + np.exp(-z))
+    return float(-np.sum(y * np.log(a) + (1 - y) * np.log(1 - a)) / m)
+
+
+def _soft_targets(kind: str, rng, shape) -> np.ndarray:
+    n, m = shape
+    one_hot = np.eye(n)[:, rng.integers(0, n, m)]
+    if kind == "one_hot":
+        return one_hot
+    if kind == "smoothed_not_renormalised":  # floored at 0.05 and not renormalised: columns sum to 1 + 0.05 (n-1)
+        return np.maximum(one_hot, 0.05)
+    if kind == "multi_hot":  # two classes on in every column: sums of 2
+        return np.minimum(one_hot + np.roll(one_hot, 1, axis=0), 1.0)
+    if kind == "weighted":  # one-hot times a per-example weight in [0.2, 3]
+        return one_hot * rng.uniform(0.2, 3.0, (1, m))
+    if kind == "probabilities":  # in (0, 1), each entry on its own (binary cross-entropy's soft labels)
+        return rng.uniform(0.0, 1.0, shape)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("loss, g, kinds", [
+    ("cross_entropy", acts.Softmax(), ["one_hot", "smoothed_not_renormalised", "multi_hot", "weighted"]),
+    ("binary_cross_entropy", acts.Sigmoid(), ["one_hot", "probabilities", "weighted"]),
+])
+def test_fused_seed_is_the_exact_gradient_for_any_targets(backend, loss, g, kinds, rng):
+    """dZ[L] = dJ/dZ[L] by central differences of J from the logits, whether or not the target
+    columns sum to 1 (the one-hot shortcut (A - Y)/m is wrong for softmax when they do not)."""
+    xp = backend.xp
+    L = xpmlp.get_loss(loss)
+    for kind in kinds:
+        z = rng.standard_normal((4, 5)) * 2
+        y = _soft_targets(kind, rng, (4, 5))
+        Z, Y = backend.asarray(z), backend.asarray(y)
+        dZ = backend.to_numpy(L.fused_dZ(g.forward(Z, xp=xp), Y, xp=xp))
+        numeric = central_differences(lambda zz: _reference_fused_cost(loss, zz, y), z)
+        np.testing.assert_allclose(dZ, numeric, rtol=1e-6, atol=1e-9, err_msg=kind)
+        shortcut = (backend.to_numpy(g.forward(Z, xp=xp)) - y) / 5
+        if loss == "cross_entropy" and kind != "one_hot":
+            assert not np.allclose(shortcut, numeric, rtol=1e-3)  # the test can tell the two apart
+        if kind == "one_hot":  # column sums of exactly 1.0: the shortcut (to an ulp: XLA may divide by 5 as * 0.2)
+            np.testing.assert_allclose(dZ, shortcut, rtol=1e-15, atol=0)
+
+
+def test_network_gradient_with_unnormalised_targets_matches_finite_differences(backend, rng):
+    """The network's backward pass starts from the exact seed: dJ/db and dJ/dW of a softmax layer
+    with multi-hot targets agree with central differences of J."""
+    net = backend.mlp([3, 4], ["softmax"], "cross_entropy", dtype="float64", seed=0)
+    x = rng.standard_normal((3, 6))
+    y = _soft_targets("multi_hot", rng, (4, 6))
+    W, b = (backend.to_numpy(p) for p in net.params[0])
+    _, grads = net.gradients(backend.asarray(x), backend.asarray(y))
+    dW, db = (backend.to_numpy(p) for p in grads[0])
+    np.testing.assert_allclose(db, central_differences(lambda bb: _reference_fused_cost("cross_entropy", W @ x + bb, y), b),
+                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(dW, central_differences(lambda ww: _reference_fused_cost("cross_entropy", ww @ x + b, y), W),
+                               rtol=1e-6, atol=1e-9)

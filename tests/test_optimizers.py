@@ -140,11 +140,12 @@ def test_plan_follows_what_the_arrays_allow(backend):
     params, grad_seq = _problem()
     opt = make_optimizer("adam")
     plan = opt.plan(_on(backend, params))
-    assert plan.inplace is MUTABLE[backend.name]
+    mutable = MUTABLE[backend.name] and not getattr(backend, "readonly", False)  # read-only NumPy refuses writes
+    assert plan.inplace is mutable
     host = HOST.get(backend.name, backend.device.type == "cpu" if backend.name == "torch" else None)
     assert plan.host_scalars is (plan.inplace and host)
-    assert supports_inplace(backend.asarray(np.zeros((2, 2)))) is MUTABLE[backend.name]
-    if backend.name == "jax":
+    assert supports_inplace(backend.asarray(np.zeros((2, 2)))) is mutable
+    if not mutable:
         with pytest.raises(TypeError, match="cannot be updated in place"):
             Adam(inplace=True).plan(_on(backend, params))
     else:

@@ -15,17 +15,28 @@ softmax normalises over axis 0.
 Sub-gradients at the kinks, chosen to agree with PyTorch, JAX and scikit-learn:
 ``relu'(0) = 0``, ``leaky_relu'(0) = alpha``, ``elu'(0) = alpha``, ``step'(z) = 0``.
 
+Every activation declares the values its outputs can take, ``output_range`` (an
+:class:`Interval`): a loss that takes logs needs outputs inside (0, 1), and the
+network checks the pair against this declaration when it is built (see
+:meth:`xpmlp.losses.Loss.check_output_activation`). A user activation that does not
+declare it is taken to reach any real number.
+
+No activation returns NaN, in its forward or its backward, for a finite input of
+either float dtype, up to the dtype's largest values (the tests sweep them).
+
 Add your own with :func:`register_activation`; an element-wise one needs only a
 subclass of :class:`Elementwise` with ``forward`` and ``derivative``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from . import _registry
 
 __all__ = [
+    "Interval",
     "Activation",
     "Elementwise",
     "Identity",
@@ -45,6 +56,34 @@ __all__ = [
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """A set of real numbers from ``low`` to ``high`` (either may be infinite), open at each end
+    unless ``closed_low``/``closed_high``: the values an activation's outputs can take, or the
+    outputs a loss accepts."""
+
+    low: float
+    high: float
+    closed_low: bool = False
+    closed_high: bool = False
+
+    def within(self, other: "Interval") -> bool:
+        """Whether every value of this interval is also in ``other``."""
+        low_ok = self.low > other.low or (self.low == other.low and (other.closed_low or not self.closed_low))
+        high_ok = self.high < other.high or (self.high == other.high and (other.closed_high or not self.closed_high))
+        return low_ok and high_ok
+
+    def __str__(self) -> str:
+        def end(v: float) -> str:
+            return "inf" if v == math.inf else "-inf" if v == -math.inf else f"{v:g}"
+
+        return f"{'[' if self.closed_low else '('}{end(self.low)}, {end(self.high)}{']' if self.closed_high else ')'}"
+
+
+#: Every real number: what an activation that declares nothing is taken to reach.
+REALS = Interval(-math.inf, math.inf)
+
+
 class Activation:
     """An activation ``g``: ``forward(Z) -> A`` and ``vjp(Z, A, dA) -> dZ``, all ``(n, m)``.
 
@@ -56,6 +95,8 @@ class Activation:
     name: str = ""
     #: He initialisation suits this activation (ReLU-like); otherwise Glorot.
     relu_like: bool = False
+    #: The values ``g`` can take (for any input); losses with logs need it inside (0, 1).
+    output_range: Interval = REALS
 
     def forward(self, Z, *, xp):
         raise NotImplementedError
@@ -111,6 +152,7 @@ class Step(Elementwise):
     """
 
     name = "step"
+    output_range = Interval(0.0, 1.0, closed_low=True, closed_high=True)
 
     def forward(self, Z, *, xp):
         return xp.astype(Z >= 0.0, Z.dtype)
@@ -127,6 +169,7 @@ class Sigmoid(Elementwise):
     """
 
     name = "sigmoid"
+    output_range = Interval(0.0, 1.0)
 
     def forward(self, Z, *, xp):
         E = xp.exp(-xp.abs(Z))
@@ -140,6 +183,7 @@ class Tanh(Elementwise):
     """``g(z) = tanh z``, ``g' = 1 - g^2``."""
 
     name = "tanh"
+    output_range = Interval(-1.0, 1.0)
 
     def forward(self, Z, *, xp):
         return xp.tanh(Z)
@@ -153,6 +197,7 @@ class ReLU(Elementwise):
 
     name = "relu"
     relu_like = True
+    output_range = Interval(0.0, math.inf, closed_low=True)
 
     def forward(self, Z, *, xp):
         return xp.maximum(Z, 0.0)
@@ -178,6 +223,10 @@ class LeakyReLU(Elementwise):
     def config(self) -> dict:
         return {"alpha": self.alpha}
 
+    @property
+    def output_range(self) -> Interval:
+        return REALS if self.alpha > 0 else Interval(0.0, math.inf, closed_low=True)
+
     def forward(self, Z, *, xp):
         return xp.where(Z > 0.0, Z, self.alpha * Z)
 
@@ -192,6 +241,7 @@ class Softplus(Elementwise):
     """
 
     name = "softplus"
+    output_range = Interval(0.0, math.inf)
 
     def forward(self, Z, *, xp):
         return xp.maximum(Z, 0.0) + xp.log1p(xp.exp(-xp.abs(Z)))
@@ -214,6 +264,10 @@ class ELU(Elementwise):
     def config(self) -> dict:
         return {"alpha": self.alpha}
 
+    @property
+    def output_range(self) -> Interval:
+        return Interval(-self.alpha, math.inf) if self.alpha > 0 else Interval(0.0, math.inf, closed_low=True)
+
     def forward(self, Z, *, xp):
         # expm1 of min(z, 0): the branch not taken cannot overflow.
         return xp.where(Z > 0.0, Z, self.alpha * xp.expm1(xp.minimum(Z, 0.0)))
@@ -224,6 +278,8 @@ class ELU(Elementwise):
 
 _GELU_C = math.sqrt(2.0 / math.pi)
 _GELU_K = 0.044715
+#: Beyond |z| = 100, tanh(u) is exactly +-1 in float32 and float64, so g'(z) is exactly 1 (or 0).
+_GELU_FLAT = 100.0
 
 
 class GELU(Elementwise):
@@ -233,16 +289,23 @@ class GELU(Elementwise):
         g'(z) = (1 + tanh u)/2 + z/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 z^2)
 
     This is PyTorch's ``gelu(approximate="tanh")`` and JAX's default ``gelu``.
+    Its minimum is -0.1700408 (at z = -0.7525). ``tanh(u)`` and the derivative are evaluated
+    at z clamped to [-100, 100], beyond which ``tanh(u)`` is exactly +-1 and ``g'`` exactly 1
+    (or 0) in both dtypes, so nothing changes there but this: for |z| >= 1e20 in float32,
+    ``z^2`` overflows and the unclamped derivative gives ``0 * inf = NaN``.
     """
 
     name = "gelu"
     relu_like = True
+    output_range = Interval(-0.170041, math.inf, closed_low=True)  # the minimum, rounded down
 
     def forward(self, Z, *, xp):
-        T = xp.tanh(_GELU_C * (Z + _GELU_K * Z * Z * Z))
+        Zc = xp.minimum(xp.maximum(Z, -_GELU_FLAT), _GELU_FLAT)  # the same tanh, and z^3 cannot overflow
+        T = xp.tanh(_GELU_C * (Zc + _GELU_K * Zc * Zc * Zc))
         return 0.5 * Z * (1.0 + T)
 
     def derivative(self, Z, A, *, xp):
+        Z = xp.minimum(xp.maximum(Z, -_GELU_FLAT), _GELU_FLAT)
         Z2 = Z * Z
         T = xp.tanh(_GELU_C * Z * (1.0 + _GELU_K * Z2))
         return 0.5 * (1.0 + T) + 0.5 * Z * (1.0 - T * T) * _GELU_C * (1.0 + 3.0 * _GELU_K * Z2)
@@ -253,6 +316,7 @@ class SiLU(Elementwise):
 
     name = "silu"
     relu_like = True
+    output_range = Interval(-0.278465, math.inf, closed_low=True)  # its minimum (at z = -1.2785), rounded down
 
     def forward(self, Z, *, xp):
         return Z * Sigmoid().forward(Z, xp=xp)
@@ -275,6 +339,7 @@ class Softmax(Activation):
     """
 
     name = "softmax"
+    output_range = Interval(0.0, 1.0)  # and each column sums to 1
 
     def forward(self, Z, *, xp):
         E = xp.exp(Z - xp.max(Z, axis=0, keepdims=True))

@@ -16,6 +16,7 @@ Names accepted wherever a ``backend=`` argument is taken:
 from __future__ import annotations
 
 import importlib
+import numbers
 import os
 from typing import Any
 
@@ -24,10 +25,13 @@ import numpy as np
 
 __all__ = [
     "BACKENDS",
+    "as_array",
     "available_backends",
     "backend_name",
     "default_backend",
+    "detach",
     "get_namespace",
+    "make_rng",
     "resolve_device",
     "device_name",
     "float_dtype",
@@ -106,48 +110,72 @@ def resolve_device(xp, device: Any = None):
     usual spellings: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` (torch, cupy),
     ``"gpu"``/``"cpu"`` or ``"gpu:0"`` (jax), and the names of
     array-api-strict's devices (``"CPU_DEVICE"``, ``"device1"``, ...).
-    Device objects of the namespace itself are passed through.
+    Device objects of the namespace itself are passed through (torch's are checked).
+
+    A device that does not exist here (``"cuda"`` on a CPU-only build, ``"cuda:banana"``,
+    ``"tpu"``, a GPU index past the last one) is a ``ValueError`` that names it and
+    lists the devices that are available.
     """
     name = backend_name(xp)
     if device is None:
         return array_api_compat.device(xp.empty((0,)))
-    if not isinstance(device, (str, int)):
-        return device
     if name == "numpy":
         if str(device) != "cpu":
-            raise ValueError(f"device {device!r} is not available on backend 'numpy'; expected 'cpu'")
+            raise _no_such_device(device, name, ["cpu"])
         return "cpu"
     if name == "torch":
-        import torch
-
-        # Normalise "cuda" to "cuda:N" (the current device), as tensors report it.
-        return torch.empty(0, device=torch.device(device)).device
+        return _torch_device(device)
+    if not isinstance(device, (str, int)):
+        return device
     if name == "cupy":
-        import cupy
-
-        if isinstance(device, int):
-            return cupy.cuda.Device(device)
-        kind, _, index = str(device).partition(":")
-        if kind not in ("cuda", "gpu"):
-            raise ValueError(f"device {device!r} is not available on backend 'cupy'; expected 'cuda' or 'cuda:N'")
-        return cupy.cuda.Device(int(index or 0))
+        return _cupy_device(device)
     if name == "jax":
         import jax
 
         kind, _, index = str(device).partition(":")
         try:
             return jax.devices(kind)[int(index or 0)]
-        except (RuntimeError, IndexError) as exc:
-            raise ValueError(f"device {device!r} is not available on backend 'jax' ({exc})") from exc
+        except (RuntimeError, IndexError, ValueError) as exc:
+            raise _no_such_device(device, name, [str(d) for d in jax.devices()], exc) from None
     if name == "array_api_strict":
         import array_api_strict
 
         known = [str(d).split("'")[1] for d in xp.__array_namespace_info__().devices()]
         if device not in known:
-            raise ValueError(f"device {device!r} is not available on backend 'array_api_strict'; "
-                             f"expected one of {known}")
+            raise _no_such_device(device, name, known)
         return array_api_strict.Device(device)
     return device
+
+
+def _no_such_device(device, backend: str, available: list[str], reason: BaseException | None = None) -> ValueError:
+    why = f" ({str(reason).splitlines()[0] if str(reason) else type(reason).__name__})" if reason else ""
+    return ValueError(f"device {device!r} is not available on backend {backend!r}{why}; "
+                      f"available here: {available}")
+
+
+def _torch_device(device):
+    """A torch device that exists here, normalised as tensors report it ("cuda" -> "cuda:N")."""
+    import torch
+
+    try:
+        return torch.empty(0, device=torch.device(device)).device
+    except (RuntimeError, AssertionError, ValueError, TypeError) as exc:
+        # "cuda" on a CPU-only build raises AssertionError, a bogus name RuntimeError, ...
+        available = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            available.append("mps")
+        raise _no_such_device(device, "torch", available, exc) from None
+
+
+def _cupy_device(device):
+    import cupy
+
+    kind, _, index = str(device).partition(":") if not isinstance(device, int) else ("cuda", "", str(device))
+    count = cupy.cuda.runtime.getDeviceCount()
+    available = [f"cuda:{i}" for i in range(count)]
+    if kind not in ("cuda", "gpu") or not (index or "0").isdigit() or int(index or 0) >= count:
+        raise _no_such_device(device, "cupy", available)
+    return cupy.cuda.Device(int(index or 0))
 
 
 def device_name(device) -> str:
@@ -201,15 +229,119 @@ def to_backend(x, backend: str | Any, device: Any = None, dtype: Any = None):
 
     ``backend`` is a name or a namespace. Goes through host memory, which is
     always possible; it is meant for the boundary (loading data, moving a
-    model), not for the training step.
+    model), not for the training step. float64 data is refused (``TypeError``) on a
+    device without float64 (JAX without x64, array-api-strict's ``no_float64``) unless
+    ``dtype`` says what to convert it to. The result never shares memory with a
+    read-only or negatively strided NumPy array (``X[::-1]``, ``np.flip``): for
+    PyTorch, which cannot view those, they are copied.
     """
     xp = get_namespace(backend) if isinstance(backend, str) else backend
     host = to_numpy(x)
     dev = resolve_device(xp, device)
-    if backend_name(xp) == "cupy":  # CuPy creation ignores device= (array-api-compat #337)
+    if dtype is None and host.dtype.name == "float64":
+        float_dtype(xp, dev, "float64")  # a clear TypeError where the device lacks it (no silent float32)
+    name = backend_name(xp)
+    if name == "cupy":  # CuPy creation ignores device= (array-api-compat #337)
         with dev:
             return xp.asarray(host, dtype=dtype)
+    if name == "torch" and (any(s < 0 for s in host.strides) or not host.flags.writeable):
+        host = np.array(host, copy=True)  # torch views neither negative strides nor read-only memory
     return xp.asarray(host, dtype=dtype, device=dev)
+
+
+# ------------------------------------------------------------------ the input boundary
+def detach(x):
+    """``x`` without an autograd history: a torch tensor that requires grad is detached (a view,
+    no copy); anything else is returned as it is.
+
+    Every array a user hands to xpmlp passes through here (:func:`as_array`, and the network's
+    input checks), so no weight or prediction ever becomes a node of someone's autograd graph.
+    """
+    if array_api_compat.is_torch_array(x) and x.requires_grad:
+        return x.detach()
+    return x
+
+
+def _is_sparse(x) -> bool:
+    if hasattr(x, "nnz") and (hasattr(x, "toarray") or hasattr(x, "todense")):  # scipy, cupyx, pydata
+        return True
+    if array_api_compat.is_torch_array(x):
+        import torch
+
+        return x.layout != torch.strided
+    return False
+
+
+def _is_missing(v) -> bool:
+    """Whether one entry of an object array is a missing value: None, a NaN (float, NumPy,
+    Decimal, NaT) or ``pandas.NA``, whose comparisons give NA and whose truth value raises."""
+    if v is None:
+        return True
+    if isinstance(v, (list, tuple, dict, np.ndarray)):
+        return False  # not missing; converting it fails later with its own message
+    try:
+        return bool(v != v)
+    except TypeError:
+        return True
+
+
+def as_array(x, what: str):
+    """The boundary every user array crosses: returns ``(x, xp, device)``.
+
+    Arrays of any backend keep their namespace and device (a torch tensor is detached,
+    see :func:`detach`); lists, tuples, pandas objects and other array-likes become
+    NumPy arrays. Refused, with an error that names ``what``:
+
+    - ``None`` (``ValueError``) and sparse matrices (``TypeError``: convert them with
+      ``.toarray()``);
+    - what NumPy cannot turn into an array (ragged lists): ``ValueError``;
+    - object arrays holding missing values (``None``, ``NaN``, ``pandas.NA``, as in a
+      pandas nullable ``Int64`` column): ``ValueError``.
+    """
+    if x is None:
+        raise ValueError(f"{what} is None; expected an array")
+    if _is_sparse(x):
+        how = f"{what}.to_dense()" if array_api_compat.is_torch_array(x) else f"{what}.toarray()"
+        raise TypeError(f"{what} is sparse ({type(x).__name__}), which is not supported; a dense array is "
+                        f"needed: convert it with {how}")
+    try:
+        xp = array_api_compat.array_namespace(x)
+    except TypeError:
+        try:
+            x = np.asarray(x)
+        except Exception as exc:
+            raise ValueError(f"{what} could not be converted to an array: {exc}") from None
+        xp = get_namespace("numpy")
+    else:
+        x = detach(x)
+    if isinstance(x, np.ndarray) and x.dtype == object and x.size:
+        missing = np.frompyfunc(_is_missing, 1, 1)(x).astype(bool)
+        if missing.any():
+            where = tuple(int(i) for i in np.argwhere(missing)[0])
+            raise ValueError(f"{what} contains {int(missing.sum())} missing value(s) (None, NaN or pandas.NA), "
+                             f"the first at index {where[0] if len(where) == 1 else where}; remove or impute them "
+                             "first")
+    return x, xp, array_api_compat.device(x)
+
+
+def make_rng(seed, what: str = "seed") -> np.random.Generator:
+    """The host generator for a user's ``seed``/``random_state``.
+
+    Accepted: ``None`` (fresh entropy), an integer >= 0, a ``numpy.random.Generator``
+    (used as it is) and, following scikit-learn, a ``numpy.random.RandomState`` (one
+    integer is drawn from it to seed the generator). Anything else (strings, floats,
+    negative integers, booleans, lists) is a ``ValueError`` that names ``what``.
+    """
+    if seed is None:
+        return np.random.default_rng()
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, np.random.RandomState):
+        return np.random.default_rng(seed.randint(2 ** 31 - 1))
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)) and seed >= 0:
+        return np.random.default_rng(int(seed))
+    raise ValueError(f"{what} must be None, an integer >= 0, a numpy.random.Generator or a "
+                     f"numpy.random.RandomState; got {seed!r}")
 
 
 def _probe(name: str) -> tuple[bool, str, list[str]]:

@@ -4,40 +4,39 @@
 
     xpmlp train                                  # digits bundled with scikit-learn; prints accuracy
     xpmlp train DATA.csv --target label --hidden 128,64 --epochs 300 --save model.xpmlp --plot curve.png
-    xpmlp train DATA.csv --target price --task regression --backend torch --device cuda
-    xpmlp train --threads 1                      # one BLAS thread: faster for small models on a busy CPU
+    xpmlp train DATA.csv --target price --task regression --early-stopping --save price.xpmlp
     xpmlp predict model.xpmlp NEW.csv --output predictions.csv [--proba]
     xpmlp info                                   # backends, versions, devices, and why any is missing
 
+Features (and a regression target) are standardised on the training split; the
+scaling is stored in the model file and ``predict`` applies it (``--no-scale``: off).
 Errors (a missing file, a bad column, a bad option value) are reported as one
 line ``xpmlp: error: ...`` on stderr with exit status 1 (2 for a malformed
-command line); ``--debug`` shows the traceback instead.
+command line); ``--debug`` (before or after the command) shows the traceback.
+Ctrl-C stops with one line and exit status 130, leaving either no model file or
+a complete one. The train command (``_cli_train``) and the checks it runs first
+(``_cli_checks``) live in their own modules; this one imports only the standard
+library, so that the first line of progress shows before numpy loads.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import os
 import re
 import sys
-import time
-import warnings
-from typing import Any, Sequence, TextIO
+import tempfile
+from dataclasses import dataclass
+from typing import Sequence, TextIO
 
-import numpy as np
+from ._cli_checks import CommandError, UsageError, check_backend, check_output_path, one_line
+from .progress import ProgressBar, wanted
 
-from . import backends, datasets
-from .io import ModelFileError, load, read_metadata, save
+__all__ = ["main", "build_parser", "BACKEND_NAMES"]
 
-__all__ = ["main", "ProgressBar", "build_parser"]
-
-_PLOT_HINT = 'pip install "xpmlp[plot]"'
-
-
-class CommandError(Exception):
-    """A problem the user can fix, reported as one line (never with a traceback)."""
+#: ``xpmlp.backends.BACKENDS``, written out so that parsing the command line needs no numpy (a test
+#: keeps the two equal).
+BACKEND_NAMES = ("numpy", "cupy", "torch", "jax", "array_api_strict")
 
 
 # ------------------------------------------------------------------ argument parsing
@@ -49,9 +48,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _hidden_sizes(text: str) -> tuple[int, ...]:
-    parts = [p.strip() for p in text.split(",")]
     try:
-        sizes = tuple(int(p) for p in parts)
+        sizes = tuple(int(p.strip()) for p in text.split(","))
     except ValueError:
         sizes = ()
     if not sizes or any(n < 1 for n in sizes):
@@ -80,21 +78,22 @@ def _checked(convert, accept, expected: str, *, also: tuple[str, ...] = ()):
 _positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
 _batch_size = _checked(int, lambda v: v >= 1, "a positive integer or 'auto'", also=("auto",))
 _positive_float = _checked(float, lambda v: 0.0 < v < float("inf"), "a positive number")
+_non_negative = _checked(float, lambda v: 0.0 <= v < float("inf"), "a non-negative number")
 _fraction = _checked(float, lambda v: 0.0 < v < 1.0, "a fraction between 0 and 1 (exclusive)")
+_delimiter = _checked(lambda t: {"tab": "\t", "\\t": "\t"}.get(t, t), lambda v: len(v) == 1 and v not in "\"\r\n",
+                      "one character such as ';' (or 'tab')")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``xpmlp`` command line (``train``, ``predict``, ``info``)."""
-    from . import __version__
+def _data_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--no-header", action="store_true",
+                         help="the first row is data, not column names: the columns are named col0, col1, ...")
+    command.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
+                         help="the field separator (default: found from the first lines among , ; tab |)")
 
-    parser = _Parser(prog="xpmlp", description="Train and use multilayer perceptrons on NumPy, CuPy, "
-                                               "PyTorch, JAX or array-api-strict.")
-    parser.add_argument("--version", action="version", version=f"xpmlp {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+def _train_parser(commands, common) -> None:
     train = commands.add_parser(
-        "train", help="train a model (no DATA: the digits bundled with scikit-learn)",
+        "train", parents=[common], help="train a model (no DATA: the digits bundled with scikit-learn)",
         description="Train an MLPClassifier (or MLPRegressor with --task regression), report its held-out "
                     "score. Without DATA: the 8x8 digits bundled with scikit-learn, pixels/16, 25% held out.")
     train.add_argument("data", nargs="?", metavar="DATA.csv",
@@ -102,374 +101,153 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--target", metavar="COL", help="the label/target column (default: the last column)")
     train.add_argument("--task", choices=["classification", "regression"], default="classification",
                        help="MLPClassifier (default) or MLPRegressor")
-    train.add_argument("--hidden", type=_hidden_sizes, default=(128,), metavar="N[,N...]",
+    _data_options(train)
+    train.add_argument("--no-scale", action="store_true",
+                       help="do not standardise the features (and a regression target); by default each is "
+                            "shifted and scaled to mean 0, std 1 on the training split, and the model file keeps "
+                            "the scaling for `xpmlp predict`")
+    model = train.add_argument_group("model and training")
+    model.add_argument("--hidden", type=_hidden_sizes, default=(128,), metavar="N[,N...]",
                        help="hidden layer widths (default: 128)")
-    train.add_argument("--activation", metavar="NAME", help="hidden activation (default: relu)")
-    train.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum epochs (max_iter, default 200)")
-    train.add_argument("--batch-size", type=_batch_size, metavar="N", help="mini-batch size or 'auto' (default)")
-    train.add_argument("--lr", type=_positive_float, metavar="RATE",
+    model.add_argument("--activation", metavar="NAME", help="hidden activation (default: relu)")
+    model.add_argument("--solver", metavar="NAME", help="optimizer: adam (default), sgd or adamw")
+    model.add_argument("--alpha", type=_non_negative, metavar="A",
+                       help="L2 penalty (adamw: decoupled weight decay); default 0.0001")
+    model.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum epochs (max_iter, default 200)")
+    model.add_argument("--batch-size", type=_batch_size, metavar="N",
+                       help="mini-batch size or 'auto' (default: min(200, samples))")
+    model.add_argument("--lr", type=_positive_float, metavar="RATE",
                        help="initial learning rate (learning_rate_init, default 0.001)")
-    train.add_argument("--backend", choices=list(backends.BACKENDS) + ["auto"],
-                       help="where to compute (default: numpy; auto: the GPU if usable)")
-    train.add_argument("--device", metavar="DEV", help="a device of the backend, e.g. cuda:1")
-    train.add_argument("--dtype", choices=["float32", "float64"], help="precision of the computation")
-    train.add_argument("--seed", type=int, default=0, help="seed of the split and the model (default 0)")
-    train.add_argument("--threads", type=_positive_int, metavar="N",
-                       help="limit the CPU math libraries (BLAS, OpenMP, torch) to N threads; small models on a "
-                            "busy machine train much faster with 1 (needs threadpoolctl, which scikit-learn brings)")
-    train.add_argument("--test-size", type=_fraction, default=0.25, metavar="FRAC",
+    model.add_argument("--early-stopping", action="store_true",
+                       help="hold out part of the training split and stop when its score stops improving; "
+                            "the best epoch's model is kept")
+    model.add_argument("--validation-fraction", type=_fraction, metavar="FRAC",
+                       help="with --early-stopping: the fraction held out for it (default 0.1)")
+    model.add_argument("--patience", type=_positive_int, metavar="N",
+                       help="stop after N epochs without improvement of the validation score (--early-stopping) "
+                            "or else of the training loss (n_iter_no_change, default 10)")
+    model.add_argument("--seed", type=int, default=0, help="seed of the split and the model (default 0)")
+    model.add_argument("--test-size", type=_fraction, default=0.25, metavar="FRAC",
                        help="fraction held out for the score (default 0.25; stratified for classification)")
-    train.add_argument("--distributed", choices=["mpi", "nccl", "torch"],
+    where = train.add_argument_group("where to compute")
+    where.add_argument("--backend", choices=list(BACKEND_NAMES) + ["auto"],
+                       help="where to compute (default: numpy; auto: the GPU if usable)")
+    where.add_argument("--device", metavar="DEV", help="a device of the backend, e.g. cuda:1")
+    where.add_argument("--dtype", choices=["float32", "float64"], help="precision of the computation")
+    where.add_argument("--threads", type=_positive_int, metavar="N",
+                       help="CPU threads of the math libraries (BLAS, OpenMP, torch) while training; default: 1 "
+                            "for small models, else the CPUs no other process is using")
+    where.add_argument("--distributed", choices=["mpi", "nccl", "torch"],
                        help="data-parallel training over the processes of mpiexec -n N (mpi) or torchrun (torch, "
                             "nccl); every rank reads the data, rank 0 prints, saves and plots")
-    train.add_argument("--save", metavar="PATH", help="save the trained model (e.g. model.xpmlp)")
-    train.add_argument("--plot", metavar="PNG", help="plot the loss and held-out score per epoch (matplotlib)")
-    progress = train.add_mutually_exclusive_group()
+    output = train.add_argument_group("output")
+    output.add_argument("--save", metavar="PATH", help="save the trained model (e.g. model.xpmlp)")
+    output.add_argument("--plot", metavar="PNG", help="plot the loss and held-out score per epoch (matplotlib)")
+    output.add_argument("--verbose", action="store_true",
+                        help="print one line per epoch (loss, validation score) instead of the progress bar")
+    progress = output.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="show the progress bar even when stderr is not a terminal")
     progress.add_argument("--no-progress", dest="progress", action="store_false",
                           help="never show the progress bar")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``xpmlp`` command line (``train``, ``predict``, ``info``)."""
+    from . import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    parser = _Parser(prog="xpmlp", description="Train and use multilayer perceptrons on NumPy, CuPy, "
+                                               "PyTorch, JAX or array-api-strict.")
+    parser.add_argument("--version", action="version", version=f"xpmlp {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _train_parser(commands, common)
+
     predict = commands.add_parser(
-        "predict", help="predict with a saved model",
+        "predict", parents=[common], help="predict with a saved model",
         description="Predict the rows of a CSV file with a model saved by `xpmlp train --save` or "
-                    "xpmlp.save(); if the file holds the target column, report the score too.")
+                    "xpmlp.save(); the scaling saved with the model is applied; if the file holds the target "
+                    "column, report the score too.")
     predict.add_argument("model", metavar="MODEL", help="a model file")
     predict.add_argument("data", metavar="DATA.csv", help="a CSV file with the model's feature columns")
     predict.add_argument("--output", "-o", metavar="PATH", help="write the predictions here (default: stdout)")
     predict.add_argument("--proba", action="store_true", help="add the class probabilities (classifiers)")
     predict.add_argument("--target", metavar="COL",
                          help="the target column to score against (default: the one the model was trained on)")
-    predict.add_argument("--backend", choices=list(backends.BACKENDS),
+    _data_options(predict)
+    predict.add_argument("--backend", choices=list(BACKEND_NAMES),
                          help="where to compute (default: where the model was saved, if usable)")
     predict.add_argument("--device", metavar="DEV", help="a device of the backend")
 
-    commands.add_parser("info", help="list the backends, their versions and devices",
+    commands.add_parser("info", parents=[common], help="list the backends, their versions and devices",
                         description="List every backend xpmlp knows, whether it is usable here, its "
                                     "version and devices, and why each unusable one is not.")
     return parser
 
 
-# --------------------------------------------------------------------- progress bar
-class ProgressBar:
-    """A one-line progress bar with the running loss, redrawn in place on a stream.
-
-    Parameters
-    ----------
-    total : int
-        The number of epochs at most (``max_iter``).
-    stream : file object
-        Where to draw (the ``xpmlp`` command uses stderr).
-    width : int
-        Characters of the bar itself.
-    delay : float
-        Seconds before the first draw, so that short runs print nothing.
-    """
-
-    def __init__(self, total: int, stream: TextIO, *, width: int = 30, delay: float = 0.0):
-        self.total = max(int(total), 1)
-        self.stream = stream
-        self.width = width
-        self.delay = delay
-        self.start = time.perf_counter()
-        self._last_draw = -1.0
-        self._drawn = False
-        self._latest: tuple[int, float, float | None] | None = None
-
-    def render(self, epoch: int, loss: float, score: float | None = None) -> str:
-        """The line for ``epoch`` (1-based) with the latest ``loss`` and optional score."""
-        done = min(epoch, self.total)
-        filled = int(self.width * done / self.total)
-        bar = "#" * filled + "." * (self.width - filled)
-        digits = len(str(self.total))
-        line = f"epoch {done:>{digits}}/{self.total} [{bar}] loss {loss:.4g}"
-        if score is not None:
-            line += f"  held-out {score:.4f}"
-        return line + f"  {time.perf_counter() - self.start:.1f}s"
-
-    def update(self, epoch: int, loss: float, score: float | None = None) -> None:
-        """Redraw (at most ten times a second, and always for the last epoch)."""
-        self._latest = (epoch, loss, score)
-        now = time.perf_counter() - self.start
-        if now < self.delay and epoch < self.total:
-            return
-        if now - self._last_draw < 0.1 and epoch < self.total:
-            return
-        self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        self._last_draw = now
-        self._drawn = True
-        self.stream.write("\r" + self.render(*self._latest) + "\x1b[K")
-        self.stream.flush()
-        self._latest = None
-
-    def close(self) -> None:
-        """Draw the last state (training may stop before ``total``) and end the line.
-
-        Nothing is written if the run ended before ``delay``.
-        """
-        now = time.perf_counter() - self.start
-        if self._latest is not None and (self._drawn or now >= self.delay):
-            self._draw(now)
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
-
-
-# ----------------------------------------------------------------------------- train
-def _estimator_class(task: str):
-    from . import estimators
-
-    return estimators.MLPRegressor if task == "regression" else estimators.MLPClassifier
-
-
-def _load_training_data(args) -> tuple[str, np.ndarray, np.ndarray, list[str] | None, str | None]:
-    if args.data is None:
-        if args.target is not None or args.task == "regression":
-            raise CommandError("--target and --task regression need a DATA.csv file; without one, "
-                               "`xpmlp train` classifies the bundled digits")
-        X, y = datasets.load_digits()
-        return "digits (bundled with scikit-learn, pixels/16)", X, y, None, None
-    table = datasets.read_csv(args.data, args.target, numeric_target=args.task == "regression")
-    y = table.y
-    if args.task == "classification" and y.dtype.kind == "f":
-        example = next(v for v in y if v != round(v))
-        raise CommandError(f"column {table.target!r} holds non-integer numbers (e.g. {example:g}), not class "
-                           f"labels; for a continuous target use --task regression")
-    return args.data, table.X, y, table.feature_names, table.target
-
-
-def _enable_jax_float64(args) -> None:
-    """``--backend jax --dtype float64``: JAX computes in float32 unless x64 is switched on."""
-    if args.backend == "jax" and args.dtype == "float64":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-
-
-def _estimator_params(args, cls) -> dict[str, Any]:
-    params = {"hidden_layer_sizes": args.hidden, "random_state": args.seed}
-    optional = {"activation": args.activation, "max_iter": args.epochs, "batch_size": args.batch_size,
-                "learning_rate_init": args.lr, "backend": args.backend, "device": args.device,
-                "dtype": args.dtype, "distributed": args.distributed}
-    params.update({k: v for k, v in optional.items() if v is not None})
-    return params
-
-
-def _show_progress(args) -> bool:
-    if args.progress is not None:
-        return args.progress
-    return sys.stderr.isatty()
-
-
-def _fit(est, X, y, bar: ProgressBar | None, score_per_epoch) -> tuple[list[float], float, list[str]]:
-    """Fit ``est``; returns the held-out score per epoch (if ``score_per_epoch``), the fit time
-    in seconds (without the scoring) and the warnings raised, as one-line notes."""
-    scores: list[float] = []
-    scoring = [0.0]
-
-    def callback(history):
-        score = None
-        if score_per_epoch is not None:
-            start = time.perf_counter()
-            score = score_per_epoch()
-            scoring[0] += time.perf_counter() - start
-            scores.append(score)
-        if bar is not None:
-            bar.update(history.n_iter, history.loss_curve[-1], score)
-
-    hooked = bar is not None or score_per_epoch is not None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        start = time.perf_counter()
-        try:
-            est.fit(X, y, callback=callback if hooked else None)
-        finally:
-            if bar is not None:
-                bar.close()
-        seconds = time.perf_counter() - start - scoring[0]
-    from .training import ConvergenceWarning
-
-    notes = []
-    for w in caught:
-        text = " ".join(str(w.message).split())
-        if issubclass(w.category, ConvergenceWarning):
-            text = (f"the loss was still improving after {est.get_params()['max_iter']} epochs; "
-                    f"more --epochs may help")
-        if text not in notes:
-            notes.append(text)
-    return scores, seconds, notes
-
-
-@contextlib.contextmanager
-def _thread_limit(threads: int | None, backend: str | None):
-    """At most ``threads`` threads in BLAS/OpenMP (threadpoolctl) and torch's CPU kernels, if given."""
-    if threads is None:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError as exc:
-        raise ImportError(f"--threads needs threadpoolctl, which is not installed ({exc}); install it with: "
-                          f"pip install threadpoolctl (scikit-learn brings it)") from None
-    torch = sys.modules.get("torch")
-    if torch is None and backend == "torch":
-        import torch
-    torch_threads = torch.get_num_threads() if torch is not None else None
-    with threadpool_limits(limits=threads):
-        if torch is not None:
-            torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            if torch is not None:
-                torch.set_num_threads(torch_threads)
-
-
-def _split(args, y: np.ndarray, classify: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Train and held-out indices.
-
-    The digits run uses scikit-learn's ``train_test_split(stratify=y, random_state=seed)``
-    (scikit-learn is there, since it ships the data), so that its accuracy is the one
-    measured by the usual protocol; a CSV file is split by :func:`xpmlp.datasets.train_test_split`,
-    which needs no scikit-learn.
-    """
-    if args.data is None:
-        from sklearn.model_selection import train_test_split
-
-        train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=args.test_size, stratify=y,
-                                               random_state=args.seed)
-        return np.sort(train_idx), np.sort(test_idx)
-    return datasets.train_test_split(len(y), args.test_size, seed=args.seed, stratify=y if classify else None)
-
-
-def _train(args, out: TextIO) -> int:
-    if args.plot:
-        _pyplot()  # fail before training, not after
-    source, X, y, features, target = _load_training_data(args)
-    cls = _estimator_class(args.task)
-    classify = args.task == "classification"
-    train_idx, test_idx = _split(args, y, classify)
-    X_train, X_test, y_train, y_test = X[train_idx], X[test_idx], y[train_idx], y[test_idx]
-    est = cls(**_estimator_params(args, cls))
-    if args.distributed:  # only rank 0 prints, saves and plots
-        from .distributed import get_communicator
-
-        if get_communicator(args.distributed).rank != 0:
-            out, args.save, args.plot, args.progress = open(os.devnull, "w"), None, None, False
-    _enable_jax_float64(args)
-    what = f"{len(np.unique(y))} classes" if classify else "regression"
-    print(f"data      {source}: {X.shape[0]} samples, {X.shape[1]} features, {what}", file=out)
-    if target is not None:
-        how = "given by --target" if args.target is not None else "the last column; choose another with --target"
-        print(f"target    {target!r} ({how})", file=out)
-    print(f"split     {len(train_idx)} train / {len(test_idx)} held out ({args.test_size:.0%}"
-          f"{', stratified' if classify else ''}, seed {args.seed})", file=out)
-    print(f"model     {type(est).__name__}(hidden_layer_sizes={args.hidden})", file=out)
-    out.flush()
-
-    bar = None
-    if _show_progress(args):
-        bar = ProgressBar(est.get_params()["max_iter"], sys.stderr, delay=0.0 if args.progress else 0.5)
-    per_epoch = (lambda: est.score(X_test, y_test)) if args.plot else None
-    with _thread_limit(args.threads, args.backend):
-        held_out_curve, seconds, notes = _fit(est, X_train, y_train, bar, per_epoch)
-    score = est.score(X_test, y_test)
-
-    device = backends.device_name(est.net_.device)
-    chosen = ""
-    if args.backend == "auto":
-        cupy = backends.available_backends()["cupy"]
-        chosen = "; --backend auto: " + ("cupy is usable" if cupy["usable"] else f"cupy not usable ({cupy['info']})")
-    print(f"backend   {est.backend_} (device {device}), {est.net_.dtype_name}{chosen}", file=out)
-    print(f"epochs    {est.n_iter_}, final training loss {est.loss_curve_[-1]:.4g}", file=out)
-    print(f"fit time  {seconds:.2f} s", file=out)
-    for note in notes:
-        print(f"note      {note}", file=out)
-    metric = "accuracy" if classify else "R^2     "
-    print(f"{metric}  {score:.4f} on the {len(test_idx)} held-out samples", file=out)
-    if args.save:
-        save(est, args.save, metadata={"features": features, "target": target, "task": args.task,
-                                       "trained_on": os.path.basename(args.data) if args.data else "digits"})
-        print(f"saved     {args.save}", file=out)
-    if args.plot:
-        plot_curves(est.loss_curve_, held_out_curve, args.plot, classify=classify)
-        print(f"plot      {args.plot}", file=out)
-    return 0
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend, or an ImportError that says how to install it."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError(f"--plot needs matplotlib, which is not installed ({exc}); "
-                          f"install it with: {_PLOT_HINT}") from None
-    return plt
-
-
-def plot_curves(loss_curve: Sequence[float], scores: Sequence[float], path: str, *, classify: bool) -> None:
-    """Write a PNG of the training loss and the held-out score per epoch.
-
-    Parameters
-    ----------
-    loss_curve : sequence of float
-        The training loss of each epoch.
-    scores : sequence of float
-        The held-out score of each epoch (accuracy or R^2); may be empty.
-    path : str
-        The image file to write.
-    classify : bool
-        Whether the score is an accuracy (else R^2).
-    """
-    plt = _pyplot()
-    epochs = np.arange(1, len(loss_curve) + 1)
-    panels = 2 if len(scores) else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
-    ax = axes[0, 0]
-    ax.plot(epochs, loss_curve, color="tab:blue")
-    ax.set_xlabel("epoch")
-    ax.set_title("Training loss")
-    log = min(loss_curve) > 0 and max(loss_curve) / min(loss_curve) > 50
-    if log:
-        ax.set_yscale("log")
-    ax.set_ylabel(f"training loss (mean cost + L2 penalty){', log scale' if log else ''}")
-    ax.grid(alpha=0.3)
-    if panels == 2:
-        ax = axes[0, 1]
-        name = "accuracy" if classify else "R\u00b2"
-        ax.plot(epochs[: len(scores)], scores, color="tab:orange")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"held-out {name}")
-        ax.set_title(f"Held-out {name} (best {max(scores):.4f})")
-        if min(scores) < -1.0:  # an R^2 far below 0 in the first epochs would flatten the rest
-            ax.set_ylim(bottom=-1.0, top=max(1.0, max(scores)) + 0.02)
-            ax.set_ylabel(f"held-out {name} (clipped at -1)")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 # --------------------------------------------------------------------------- predict
 def _format(value) -> str:
+    import numpy as np
+
     return str(value.item() if isinstance(value, np.generic) and value.dtype.kind in "biu" else value)
 
 
+def _write_rows(path: str | None, out: TextIO, rows) -> None:
+    """CSV rows to ``out``, or to ``path`` through a temporary file renamed over it: complete or absent."""
+    import csv
+
+    if path is None:
+        csv.writer(out).writerows(rows)
+        return
+    directory, base = os.path.split(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", newline="", dir=directory, prefix=f".{base}.", suffix=".tmp",
+                                     delete=False) as fh:
+        try:
+            csv.writer(fh).writerows(rows)
+        except BaseException:
+            fh.close()
+            os.unlink(fh.name)
+            raise
+    try:
+        os.replace(fh.name, path)
+    except BaseException:
+        os.unlink(fh.name)
+        raise
+
+
+def _scaling(extra: dict, n_features: int):
+    """The feature and target standardisation saved by ``xpmlp train`` (None where there is none)."""
+    from .datasets import Standardizer
+
+    entry = extra.get("scaling") or {}
+    features = Standardizer.from_json(entry["features"], n_features, what="feature scaling") \
+        if entry.get("features") else None
+    target = Standardizer.from_json(entry["target"], 1, what="target scaling") if entry.get("target") else None
+    return features, target
+
+
 def _predict(args, out: TextIO) -> int:
+    import numpy as np
+
+    from . import datasets
+    from .io import load, read_metadata
+
+    if args.output:
+        check_output_path(args.output, "--output", example="predictions.csv", keep=[args.model, args.data])
+    if args.backend is not None:  # else the model's own backend, or NumPy if that is not usable here
+        check_backend(args.backend, args.device)
     header = read_metadata(args.model)
     if header["kind"] == "MLP":
         raise CommandError(f"{args.model} holds a low-level xpmlp.MLP; `xpmlp predict` needs an estimator "
                            f"(MLPClassifier or MLPRegressor) saved by `xpmlp train --save` or est.save(path)")
     extra = header.get("metadata") or {}
     target = args.target or extra.get("target")
-    features = extra.get("features")
-    table = datasets.read_csv(args.data, target, require_target=False, features=features)
+    table = datasets.read_csv(args.data, target, require_target=args.target is not None,
+                              features=extra.get("features"), header=not args.no_header and extra.get("header", True),
+                              delimiter=args.delimiter)
     est = load(args.model, backend=args.backend, device=args.device)
     n_features = getattr(est, "n_features_in_", table.X.shape[1])
     if table.X.shape[1] != n_features:
@@ -478,31 +256,28 @@ def _predict(args, out: TextIO) -> int:
     classify = hasattr(est, "classes_")
     if args.proba and not classify:
         raise CommandError("--proba needs a classifier; this model is a regressor")
+    scale_x, scale_y = _scaling(extra, n_features)
+    X = table.X if scale_x is None else scale_x.transform(table.X)
 
-    predictions = np.asarray(est.predict(table.X))
+    predictions = np.asarray(est.predict(X))
+    if scale_y is not None:
+        predictions = scale_y.inverse_transform(predictions)
     predictions = predictions.reshape(len(predictions), -1)
     names = ["prediction"] if predictions.shape[1] == 1 else [f"prediction_{j}" for j in range(predictions.shape[1])]
     columns = list(predictions.T)
     if args.proba:
-        proba = np.asarray(est.predict_proba(table.X))
+        proba = np.asarray(est.predict_proba(X))
         names += [f"proba_{_format(c)}" for c in np.asarray(est.classes_).ravel()][: proba.shape[1]]
         columns += list(proba.T)
-    sink = open(args.output, "w", newline="") if args.output else out
-    try:
-        writer = csv.writer(sink)
-        writer.writerow(names)
-        for row in zip(*columns):
-            writer.writerow([_format(v) for v in row])
-    finally:
-        if args.output:
-            sink.close()
+    _write_rows(args.output, out, [names, *([_format(v) for v in row] for row in zip(*columns))])
     report = out if args.output else sys.stderr
     if args.output:
         print(f"wrote     {len(predictions)} predictions to {args.output}", file=report)
     if table.y is not None:
+        y = table.y if scale_y is None else scale_y.transform(table.y)  # R^2 is the same in either unit
         metric = "accuracy" if classify else "R^2"
-        print(f"{metric}  {est.score(table.X, table.y):.4f} against column {table.target!r} "
-              f"({len(predictions)} rows)", file=report)
+        print(f"{metric}  {est.score(X, y):.4f} against column {table.target!r} ({len(predictions)} rows)",
+              file=report)
     return 0
 
 
@@ -511,8 +286,9 @@ def _info(out: TextIO) -> int:
     import platform
 
     import array_api_compat
+    import numpy as np
 
-    from . import __version__
+    from . import __version__, backends
 
     print(f"xpmlp {__version__} (Python {platform.python_version()}, numpy {np.__version__}, "
           f"array-api-compat {array_api_compat.__version__})", file=out)
@@ -535,11 +311,27 @@ def _info(out: TextIO) -> int:
 
 
 # ------------------------------------------------------------------------------ main
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}"
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+@dataclass
+class Run:
+    """What ``main`` needs if Ctrl-C lands: the progress line to close, and whether a model was saved."""
+
+    bar: ProgressBar | None = None
+    saved: str | None = None
+
+    def say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.say(text)
+
+
+def _dispatch(args, out: TextIO, run: Run) -> int:
+    if args.command == "train":
+        run.say("loading numpy and xpmlp")
+        from ._cli_train import train_command
+
+        return train_command(args, out, run)
+    if args.command == "predict":
+        return _predict(args, out)
+    return _info(out)
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
@@ -569,12 +361,14 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     if args.command is None:
         parser.print_help(out)
         return 0
+    show = args.command == "train" and not args.verbose and wanted(sys.stderr, args.progress)
+    run = Run(ProgressBar(sys.stderr) if show else None)
     try:
-        if args.command == "train":
-            return _train(args, out)
-        if args.command == "predict":
-            return _predict(args, out)
-        return _info(out)
+        try:
+            return _dispatch(args, out, run)
+        finally:
+            if run.bar is not None:
+                run.bar.close()
     except BrokenPipeError:  # `xpmlp predict ... | head`: stop quietly, like other commands
         try:  # keep Python from complaining again when it flushes stdout at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -584,16 +378,19 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("xpmlp: interrupted", file=sys.stderr)
+        what = ""
+        if args.command == "train":
+            what = f"; the model was saved to {run.saved}" if run.saved else "; nothing was saved"
+        print(f"xpmlp: interrupted{what}", file=sys.stderr)
         return 130
-    except (CommandError, ModelFileError, DistributedError, ValueError, TypeError, OSError, ImportError) as exc:
+    except (CommandError, DistributedError, ValueError, TypeError, OSError, ImportError) as exc:
         if args.debug:
             raise
-        print(f"xpmlp: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        print(f"xpmlp: error: {one_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
     except Exception as exc:  # a bug: still one line, with the way to the traceback
         if args.debug:
             raise
-        print(f"xpmlp: error: internal error {type(exc).__name__}: {_one_line(exc)} (run with --debug for the "
+        print(f"xpmlp: error: internal error {type(exc).__name__}: {one_line(exc)} (run with --debug for the "
               f"traceback, and please report it)", file=sys.stderr)
         return 1

@@ -51,10 +51,7 @@ import warnings
 from collections import OrderedDict
 from typing import Any
 
-import array_api_compat
-
 from . import backends
-from .optimizers import copy_state
 from .step import pack_gradients, unpack_gradients
 
 __all__ = ["resolve_mode", "epoch_runner", "compile_step", "batch_slices", "MODES", "DataParallelEpoch",
@@ -109,7 +106,8 @@ class EagerEpoch:
     def __call__(self, params, opt_state, X, Y, order, batch_size: int, key: int):
         xp, step = self.xp, self.step
         total = None
-        for i, sl in enumerate(batch_slices(X.shape[0], batch_size)):
+        n = X.shape[0] if order is None else order.shape[0]
+        for i, sl in enumerate(batch_slices(n, batch_size)):
             if order is None:
                 Xb, Yb = X[sl, :], Y[sl, :]
             else:
@@ -172,216 +170,36 @@ class JaxEpoch:
         params, opt_state, cost = self.step(params, opt_state, Xb, Yb, key)
         return params, opt_state, cost * idx.shape[0]
 
-    def __call__(self, params, opt_state, X, Y, order, batch_size: int, key: int):
+    def _plan(self, params, opt_state, X, Y, order, batch_size: int, key: int):
+        """The programs an epoch runs, with their arguments: [(program, args), ...]."""
         xp = self.xp
-        n = X.shape[0]
+        n = X.shape[0] if order is None else order.shape[0]
         if order is None:
             if n not in self._arange:
                 self._arange[n] = xp.arange(n)
             order = self._arange[n]
         full = n // batch_size
-        total = None
-        key0 = xp.asarray(key, dtype=xp.int32)
+        plan = []
         if full:
             rows = xp.reshape(order[:full * batch_size], (full, batch_size))
-            prog = self._program("epoch", self._scan_epoch, params, opt_state, X, Y, rows, key0)
-            params, opt_state, total = prog(params, opt_state, X, Y, rows, key0)
+            args = (params, opt_state, X, Y, rows, xp.asarray(key, dtype=xp.int32))
+            plan.append((self._program("epoch", self._scan_epoch, *args), args))
         if full * batch_size < n:
-            rest = order[full * batch_size:]
-            key1 = xp.asarray(key + full, dtype=xp.int32)
-            prog = self._program("step", self._one_step, params, opt_state, X, Y, rest, key1)
-            params, opt_state, cost = prog(params, opt_state, X, Y, rest, key1)
-            total = cost if total is None else total + cost
-        return params, opt_state, total
+            args = (params, opt_state, X, Y, order[full * batch_size:], xp.asarray(key + full, dtype=xp.int32))
+            plan.append((self._program("step", self._one_step, *args), args))
+        return plan
 
-
-# ------------------------------------------------------------- cuda graphs
-def _leaves(tree) -> list:
-    if isinstance(tree, dict):
-        return [leaf for k in sorted(tree) for leaf in _leaves(tree[k])]
-    if isinstance(tree, (list, tuple)):
-        return [leaf for v in tree for leaf in _leaves(v)]
-    return [tree]
-
-
-class _Capture:
-    """What a library needs for CUDA-graph capture: a stream, capture, replay, synchronisation."""
-
-    def __init__(self, library: str):
-        self.library = library
-        if library == "cupy":
-            import cupy
-
-            self._cupy = cupy
-            self.stream = cupy.cuda.Stream(non_blocking=True)
-            self.pool = cupy.cuda.MemoryPool()  # private: nothing else may reuse what a graph writes
-        else:
-            import torch
-
-            self._torch = torch
-            self.stream = torch.cuda.Stream()
-            self.pool = None
-
-    def enter(self):
-        """Make the capture stream wait for the work already queued, and run on it."""
-        if self.library == "cupy":
-            self.stream.wait_event(self._cupy.cuda.get_current_stream().record())
-            return self.stream
-        self.stream.wait_stream(self._torch.cuda.current_stream())
-        return self._torch.cuda.stream(self.stream)
-
-    def run(self, fn):
-        """Run ``fn`` eagerly on the capture stream (allocating from the private pool)."""
-        if self.library == "cupy":
-            with self._cupy.cuda.using_allocator(self.pool.malloc):
-                return fn()
-        return fn()
-
-    def capture(self, fn):
-        if self.library == "cupy":
-            with self._cupy.cuda.using_allocator(self.pool.malloc):
-                self.stream.begin_capture()
-                try:
-                    fn()
-                finally:
-                    graph = self.stream.end_capture()
-            return graph
-        torch = self._torch
-        graph = torch.cuda.CUDAGraph()
-        kwargs = {} if self.pool is None else {"pool": self.pool}
-        with torch.cuda.graph(graph, stream=self.stream, **kwargs):
-            fn()
-        self.pool = graph.pool()  # the graphs of one runner share one private pool
-        return graph
-
-    def replay(self, graph):
-        if self.library == "cupy":
-            graph.launch(self.stream)
-        else:
-            graph.replay()
-
-    def synchronize(self):
-        self.stream.synchronize()
-
-
-class CudaGraphEpoch:
-    """Per batch size, the step captured once as a CUDA graph on static buffers, replayed per batch."""
-
-    mode = "cuda-graph"
-
-    def __init__(self, step):
-        self.step = step
-        self.xp = step.net.xp
-        self.compile_seconds = 0.0
-        self.library = backends.backend_name(self.xp)
-        self._cap = _Capture(self.library)
-        self._graphs: dict[int, Any] = {}
-        self._static: tuple | None = None  # (params, opt_state, X, Y)
-        self._key = self._total = None
-        self._rows: dict[int, Any] = {}
-        self.failed = None  # the reason capture was given up, if it was
-
-    def _bind(self, params, opt_state, X, Y):
-        """Adopt the caller's arrays as the static buffers (or copy new values into them)."""
-        xp = self.xp
-        if self._static is None or self._static[2] is not X or self._static[3] is not Y:
-            self._static = (params, opt_state, X, Y)
-            self._graphs.clear()
-            device = array_api_compat.device(X)
-            self._key = xp.zeros((), dtype=xp.int64, device=device)
-            self._total = xp.zeros((), dtype=X.dtype, device=device)
-            return
-        for mine, new in zip(_leaves(self._static[:2]), _leaves((params, opt_state))):
-            if mine is not new:
-                mine[...] = new
-
-    def _body(self, m: int):
-        xp, step = self.xp, self.step
-        params, opt_state, X, Y = self._static
-        rows = self._rows[m]
-
-        def body():
-            Xb, Yb = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
-            new_params, new_state, cost = step(params, opt_state, Xb, Yb, self._key)
-            if any(a is not b for a, b in zip(_leaves((new_params, new_state)), _leaves((params, opt_state)))):
-                raise RuntimeError("the step did not update the parameters in place")
-            self._total += cost * m
-            self._key += 1
-        return body
-
-    def _graph(self, m: int, rows_now):
-        """The graph for batch size ``m`` (captured and checked on first use), or None to run eagerly."""
-        if m in self._graphs:
-            return self._graphs[m]
-        xp = self.xp
-        start = time.perf_counter()
-        self._rows[m] = xp.asarray(rows_now, copy=True)
-        body = self._body(m)
-        state = self._static[:2]
-        saved = copy_state(state, xp), copy_state((self._key, self._total), xp)
-        graph = None
-        try:
-            self._cap.run(body)  # warm up on this stream (library handles, workspaces); a real step ...
-            self._cap.synchronize()
-            eager = copy_state(state, xp), copy_state((self._key, self._total), xp)
-            self._restore(saved)  # ... undone here
-            graph = self._cap.capture(body)
-            self._cap.replay(graph)
-            self._cap.synchronize()
-            problem = self._compare(eager, (state, (self._key, self._total)))
-            self._restore(saved)
-            self._cap.synchronize()
-            if problem:
-                raise RuntimeError(problem)
-        except Exception as exc:  # capture unsupported here, or a wrong replay: never train on it
-            self._restore(saved)
-            self._cap.synchronize()
-            self.failed = f"{type(exc).__name__}: {exc}"
-            warnings.warn(f"CUDA-graph capture of the training step failed on {self.library} ({self.failed}); "
-                          f"training continues eagerly", RuntimeWarning, stacklevel=4)
-            graph = None
-        self.compile_seconds += time.perf_counter() - start
-        self._graphs[m] = graph
-        return graph
-
-    def _restore(self, saved):
-        for mine, value in zip(_leaves((self._static[:2], (self._key, self._total))), _leaves(saved)):
-            mine[...] = value
-
-    def _compare(self, expected, got) -> str:
-        xp = self.xp
-        for a, b in zip(_leaves(expected), _leaves(got)):
-            a64, b64 = xp.astype(a, xp.float64), xp.astype(b, xp.float64)
-            scale = float(xp.max(xp.abs(a64))) if a64.ndim else abs(float(a64))
-            err = float(xp.max(xp.abs(a64 - b64))) if a64.ndim else abs(float(a64 - b64))
-            tol = (1e-4 if a.dtype == xp.float32 else 1e-10) * max(scale, 1.0)
-            if not err <= tol:
-                return f"a replay differs from the eager step by {err:g} (tolerance {tol:g})"
-        return ""
+    def warm(self, params, opt_state, X, Y, order, batch_size: int, key: int = 0) -> float:
+        """Compile what a call with these shapes runs, without running it; returns the seconds spent."""
+        before = self.compile_seconds
+        self._plan(params, opt_state, X, Y, order, batch_size, key)
+        return self.compile_seconds - before
 
     def __call__(self, params, opt_state, X, Y, order, batch_size: int, key: int):
-        xp = self.xp
-        n = X.shape[0]
-        if order is None:
-            order = xp.arange(n)
-        self._bind(params, opt_state, X, Y)
-        params, opt_state = self._static[:2]
-        eager = EagerEpoch(self.step)
-        with self._cap.enter():
-            self._key[...] = key
-            self._total[...] = 0
-            for sl in batch_slices(n, batch_size):
-                m = sl.stop - sl.start
-                graph = self._graph(m, order[sl]) if self.failed is None else None
-                if graph is None:
-                    params, opt_state, total = eager(params, opt_state, X, Y, order[sl], m, int(key))
-                    self._total += total
-                else:
-                    self._rows[m][...] = order[sl]
-                    self._cap.replay(graph)
-                key += 1
-            total = xp.asarray(self._total, copy=True)
-        self._cap.synchronize()
+        total = None
+        for prog, args in self._plan(params, opt_state, X, Y, order, batch_size, key):
+            params, opt_state, cost = prog(params, opt_state, *args[2:])
+            total = cost if total is None else total + cost
         return params, opt_state, total
 
 
@@ -457,7 +275,13 @@ class JaxSplitEpoch(JaxEpoch):
 
 
 # --------------------------------------------------------------- choosing
-_RUNNERS = {"eager": EagerEpoch, "jax": JaxEpoch, "cuda-graph": CudaGraphEpoch, "jax-split": JaxSplitEpoch}
+def _cuda_graph_epoch(step):
+    from ._cudagraphs import CudaGraphEpoch
+
+    return CudaGraphEpoch(step)
+
+
+_RUNNERS = {"eager": EagerEpoch, "jax": JaxEpoch, "cuda-graph": _cuda_graph_epoch, "jax-split": JaxSplitEpoch}
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 8
 
@@ -505,7 +329,7 @@ def epoch_runner(step, mode: str):
 
 def compile_step(step, *, donate: bool = True):
     """``step`` compiled for its backend, same signature: ``jax.jit`` (with the parameter and state
-    buffers donated when ``donate``) on JAX; unchanged elsewhere (see :class:`CudaGraphEpoch` for CUDA).
+    buffers donated when ``donate``) on JAX; unchanged elsewhere (see :mod:`xpmlp._cudagraphs` for CUDA).
 
     For writing one's own loop; :func:`xpmlp.train` compiles whole epochs instead.
     """

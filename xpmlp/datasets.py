@@ -1,4 +1,4 @@
-"""Data for the examples and the ``xpmlp`` command: the bundled digits, and numeric CSV files.
+"""Data for the examples and the ``xpmlp`` command: the bundled digits, numeric CSV files, scaling.
 
 Row layout throughout, as the estimators take it: ``X`` is ``(n_samples, n_features)``.
 """
@@ -6,13 +6,16 @@ Row layout throughout, as the estimators take it: ``X`` is ``(n_samples, n_featu
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import re
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["load_digits", "read_csv", "Table", "train_test_split"]
+__all__ = ["load_digits", "read_csv", "sniff_delimiter", "Standardizer", "Table", "train_test_split",
+           "DELIMITERS"]
 
 _SKLEARN_HINT = 'pip install "xpmlp[sklearn]"'
 
@@ -49,6 +52,18 @@ class Table(NamedTuple):
     y: np.ndarray | None  #: (n_samples,): int64 or float64 if numeric, else str; None without a target
     feature_names: list[str]  #: the feature columns, in file order
     target: str | None  #: the target column's name, or None
+    delimiter: str = ","  #: the field separator found (or given)
+
+
+#: Field separators tried, in order of preference when several would fit.
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def _show(cell: str, limit: int = 40) -> str:
+    """``repr(cell)``, cut short for long cells (with their length)."""
+    if len(cell) <= limit:
+        return repr(cell)
+    return f"{cell[:limit]!r}... ({len(cell):,} characters)"
 
 
 def _parse_number(text: str, path: str, line: int, column: str) -> float:
@@ -58,7 +73,13 @@ def _parse_number(text: str, path: str, line: int, column: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{path}, line {line}: column {column!r} holds {text!r}, which is not a number") from None
+        hint = ""
+        if re.fullmatch(r"[-+]?\d+,\d+", text):
+            hint = " (a decimal comma? write numbers with a decimal point, e.g. 1.5)"
+        elif "\n" in text or text.startswith('"'):
+            hint = " (an unbalanced quote \" that runs over the following lines?)"
+        raise ValueError(f"{path}, line {line}: column {column!r} holds {_show(text)}, which is not a "
+                         f"number{hint}") from None
     if math.isnan(value):
         raise ValueError(f"{path}, line {line}: column {column!r} is NaN (missing values are not supported; "
                          f"fill or drop that row)")
@@ -91,14 +112,80 @@ def _looks_textual(cell: str) -> bool:
     return False
 
 
-def read_csv(path, target: str | None = None, *, require_target: bool = True,
-             numeric_target: bool = False, features: list[str] | None = None) -> Table:
-    """Read a CSV file with a header row into numeric features and a target column.
+def sniff_delimiter(lines: list[str]) -> str:
+    """The separator of CSV text: the one of :data:`DELIMITERS` that splits ``lines`` (the first
+    lines of a file, header included) into the most columns, the same number on every line.
+    ``","`` when none splits them consistently."""
+    best, best_columns = ",", 1
+    for delimiter in DELIMITERS:
+        try:
+            counts = {len(row) for row in csv.reader(lines, delimiter=delimiter) if any(c.strip() for c in row)}
+        except csv.Error:  # a NUL byte, a field over the size limit: not this one
+            continue
+        if len(counts) == 1 and (n := counts.pop()) > best_columns:
+            best, best_columns = delimiter, n
+    return best
+
+
+def _read_rows(path: str, delimiter: str | None) -> tuple[list[tuple[int, list[str]]], str]:
+    """The non-blank rows of the file with their line numbers, and the separator used."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not a UTF-8 text file (byte {exc.object[exc.start:exc.start + 1]!r} at "
+                         f"offset {exc.start}); is it a CSV file? (export spreadsheets as CSV, UTF-8)") from None
+    # A numeric CSV has no field near csv's default limit (131,072 characters); lift it (for this
+    # read only) so that a long field is reported with its line and column (an unbalanced quote, a blob).
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, len(text) + 1))
+    reader = None
+    try:
+        if delimiter is None:
+            first = []
+            for line in io.StringIO(text, newline=""):
+                if line.strip():
+                    first.append(line)
+                if len(first) == 20:
+                    break
+            delimiter = sniff_delimiter(first)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        rows, start = [], 1
+        for row in reader:  # numbered by the line a row starts on (a quoted field may span lines)
+            if any(cell.strip() for cell in row):
+                rows.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        where = "" if reader is None else f", line {reader.line_num}"
+        raise ValueError(f"{path}{where}: not valid CSV ({exc})") from None
+    finally:
+        csv.field_size_limit(previous)
+    return [(n, [cell.strip() for cell in row]) for n, row in rows], delimiter
+
+
+def _check_header(path: str, header: list[str]) -> None:
+    if all(not _looks_textual(cell) and cell != "" for cell in header):
+        shown = header if len(header) <= 6 else [*header[:5], "..."]
+        raise ValueError(f"{path}: the first row {shown} holds only numbers, so the file seems to have no header "
+                         f"row; add one naming the columns, or pass --no-header (read_csv(..., header=False)) "
+                         f"to name them col0, col1, ...")
+    seen = set()
+    for name in header:
+        if name == "":
+            raise ValueError(f"{path}: the header has an unnamed column: {header}")
+        if name in seen:
+            raise ValueError(f"{path}: column {name!r} appears twice in the header {header}")
+        seen.add(name)
+
+
+def read_csv(path, target: str | None = None, *, require_target: bool = True, numeric_target: bool = False,
+             features: list[str] | None = None, header: bool = True, delimiter: str | None = None) -> Table:
+    """Read a CSV file into numeric features and a target column.
 
     Parameters
     ----------
     path : str or os.PathLike
-        A comma-separated file whose first row names the columns.
+        A CSV file (UTF-8), one row per sample.
     target : str, optional
         The target (label) column. ``None``: the last column when
         ``require_target``, else no target.
@@ -112,77 +199,120 @@ def read_csv(path, target: str | None = None, *, require_target: bool = True,
     features : list of str, optional
         The feature columns to use, in this order (other columns are ignored).
         ``None``: every column but the target.
+    header : bool
+        Whether the first row names the columns. ``False``: they are named
+        ``col0, col1, ...``.
+    delimiter : str, optional
+        The field separator; ``None``: found from the first lines (one of
+        :data:`DELIMITERS`, comma if unclear).
 
     Returns
     -------
     Table
         ``X`` float64 ``(n_samples, n_features)`` of every other column, ``y``,
-        the feature names and the target's name.
+        the feature names, the target's name and the separator.
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
     ValueError
-        For an empty file, a missing or duplicated column (the message lists the
-        columns), a row with the wrong number of fields, an empty cell, a
-        non-numeric feature, NaN or infinity (the message gives the line and
-        column).
+        For an empty file, a first row of numbers where the header should be, a
+        missing or duplicated column (the message lists the columns), a row with the
+        wrong number of fields, an empty cell, a non-numeric feature, NaN or infinity
+        (the message gives the line and column), a file that is not UTF-8 text.
     """
     path = os.fspath(path)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        while header is not None and not any(cell.strip() for cell in header):
-            header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path} is empty: expected a header row naming the columns, then one row per sample")
-        header = [cell.strip() for cell in header]
-        seen = set()
-        for name in header:
-            if name == "":
-                raise ValueError(f"{path}: the header has an unnamed column: {header}")
-            if name in seen:
-                raise ValueError(f"{path}: column {name!r} appears twice in the header {header}")
-            seen.add(name)
-        rows, lines = [], []
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue  # blank line
-            if len(row) != len(header):
-                raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields, but the header has "
-                                 f"{len(header)} columns {header}")
-            rows.append([cell.strip() for cell in row])
-            lines.append(reader.line_num)
+    rows, delimiter = _read_rows(path, delimiter)
     if not rows:
-        raise ValueError(f"{path} has a header {header} but no data rows")
+        raise ValueError(f"{path} is empty: expected a header row naming the columns, then one row per sample")
+    if header:
+        names = rows.pop(0)[1]
+        _check_header(path, names)
+    else:
+        names = [f"col{j}" for j in range(len(rows[0][1]))]
+    for line, row in rows:
+        if len(row) != len(names):
+            spans = "\n" in "".join(row)
+            raise ValueError(f"{path}, line {line}: {len(row)} fields, but the header has {len(names)} columns "
+                             f"{names}" + ("; a quoted field runs over the following lines (an unbalanced "
+                                           "quote \"?)" if spans else ""))
+    if not rows:
+        raise ValueError(f"{path} has a header {names} but no data rows")
 
     if target is None and require_target:
-        target = header[-1]
-    if target is not None and target not in header:
+        target = names[-1]
+    if target is not None and target not in names:
         if require_target:
-            raise ValueError(f"{path} has no column {target!r}; its columns are {header}")
+            raise ValueError(f"{path} has no column {target!r}; its columns are {names}")
         target = None
     if features is not None:
-        missing = [name for name in features if name not in header]
+        missing = [name for name in features if name not in names]
         if missing:
-            raise ValueError(f"{path} lacks the feature column(s) {missing}; its columns are {header}")
+            raise ValueError(f"{path} lacks the feature column(s) {missing}; its columns are {names}")
         features = list(features)
     else:
-        features = [name for name in header if name != target]
+        features = [name for name in names if name != target]
     if not features:
-        raise ValueError(f"{path} has no feature columns besides the target {target!r}")
+        sep = "" if len(names) > 1 else (" (is the file separated by something other than "
+                                         f"{', '.join(map(repr, DELIMITERS))}?)")
+        raise ValueError(f"{path} has no feature columns besides the target {target!r}{sep}")
 
     X = np.empty((len(rows), len(features)), dtype=np.float64)
-    positions = [header.index(name) for name in features]
-    for i, (row, line) in enumerate(zip(rows, lines)):
+    positions = [names.index(name) for name in features]
+    for i, (line, row) in enumerate(rows):
         for j, (k, name) in enumerate(zip(positions, features)):
             X[i, j] = _parse_number(row[k], path, line, name)
     y = None
     if target is not None:
-        k = header.index(target)
-        y = _target_values([row[k] for row in rows], lines, path, target, numeric_target)
-    return Table(X, y, features, target)
+        k = names.index(target)
+        y = _target_values([row[k] for _, row in rows], [line for line, _ in rows], path, target, numeric_target)
+    return Table(X, y, features, target, delimiter)
+
+
+class Standardizer(NamedTuple):
+    """Per-column standardisation ``(x - mean) / scale``, as ``xpmlp train`` applies it.
+
+    ``scale`` is the standard deviation of each column, 1 where that is 0 (a
+    constant column becomes 0). The command stores it in the model file's
+    metadata (:meth:`to_json`), and ``xpmlp predict`` applies it again.
+    """
+
+    mean: np.ndarray  #: (n_columns,)
+    scale: np.ndarray  #: (n_columns,), positive
+
+    @classmethod
+    def fit(cls, X: np.ndarray) -> "Standardizer":
+        """The mean and standard deviation of each column of ``X: (n_samples, n_columns)`` (or a 1-d ``y``)."""
+        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        scale = X.std(axis=0)
+        return cls(X.mean(axis=0), np.where(scale > 0, scale, 1.0))
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """``(X - mean) / scale``; a 1-d ``y`` stays 1-d."""
+        return (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
+
+    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
+        """``Z * scale + mean``: back to the original units (regression predictions)."""
+        return np.asarray(Z, dtype=np.float64) * self.scale + self.mean
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_json(cls, entry, n_columns: int, *, what: str = "scaling") -> "Standardizer":
+        """Read :meth:`to_json`'s dict back, checking it has ``n_columns`` finite values (scale > 0)."""
+        try:
+            mean = np.asarray(entry["mean"], dtype=np.float64)
+            scale = np.asarray(entry["scale"], dtype=np.float64)
+        except (TypeError, KeyError, ValueError):
+            raise ValueError(f"the model file's {what} is not a {{'mean': [...], 'scale': [...]}} entry") from None
+        if mean.shape != (n_columns,) or scale.shape != (n_columns,):
+            raise ValueError(f"the model file's {what} has {mean.size} means and {scale.size} scales for "
+                             f"{n_columns} columns")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+            raise ValueError(f"the model file's {what} holds non-finite means or non-positive scales")
+        return cls(mean, scale)
 
 
 def train_test_split(n_samples: int, test_size: float, *, stratify: np.ndarray | None = None,

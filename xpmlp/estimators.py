@@ -11,6 +11,11 @@ computes there whatever the input, and returns results in the input's namespace
 (NumPy in, NumPy out). ``backend="auto"`` takes CuPy when it is installed and sees a
 GPU, else NumPy; the choice is printed with ``verbose`` and kept in ``backend_``.
 
+Memory. ``predict``, ``predict_proba`` and ``score`` run in chunks of rows through the
+network's cache-free forward (no layer's ``Z`` or ``A`` is kept once the next layer has it);
+the chunk size follows from :data:`PREDICT_MEMORY_BUDGET` (64 MiB), so their extra memory is
+bounded whatever the number of rows (``bench/memory_predict.py`` measures it).
+
 scikit-learn is optional: when it is installed the estimators derive from its
 ``BaseEstimator`` and mixins (so ``clone``, ``Pipeline``, ``GridSearchCV`` and
 ``cross_val_score`` work), otherwise from a small fallback with ``get_params``,
@@ -28,7 +33,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from . import backends, datasets, distributed as _distributed
+from . import _threads, backends, datasets, distributed as _distributed
 from .activations import ACTIVATIONS
 from .network import MLP
 from .optimizers import OPTIMIZERS, make_optimizer
@@ -91,15 +96,6 @@ def _hidden_activations() -> list[str]:
     return sorted(set(ACTIVATIONS) - set(_OUTPUT_ONLY) | set(_ALIASES))
 
 
-def _namespace_of(X):
-    """``(xp, device)`` of an array, or ``(None, None)`` for lists, pandas objects, ..."""
-    try:
-        xp = array_api_compat.array_namespace(X)
-    except TypeError:
-        return None, None
-    return xp, array_api_compat.device(X)
-
-
 class _BaseMLP(_BaseEstimator):
     """What the classifier and the regressor share: parameters, validation, backends, training."""
 
@@ -110,7 +106,8 @@ class _BaseMLP(_BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, backend=None, device=None,
-                 dtype="float32", compile="auto", distributed=None, distributed_data="replicated"):
+                 dtype="float32", compile="auto", n_threads=None, distributed=None,
+                 distributed_data="replicated"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -137,6 +134,7 @@ class _BaseMLP(_BaseEstimator):
         self.device = device
         self.dtype = dtype
         self.compile = compile
+        self.n_threads = n_threads
         self.distributed = distributed
         self.distributed_data = distributed_data
 
@@ -172,6 +170,8 @@ class _BaseMLP(_BaseEstimator):
         _check_int("n_iter_no_change", self.n_iter_no_change, low=1)
         if self.batch_size != "auto":
             _check_int("batch_size", self.batch_size, low=1, extra="or 'auto'")
+        if self.n_threads is not None:
+            _check_int("n_threads", self.n_threads, low=1, extra="or None")
         for name in ("shuffle", "verbose", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_, int)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -202,26 +202,21 @@ class _BaseMLP(_BaseEstimator):
         xp = backends.get_namespace(name)
         return xp, backends.resolve_device(xp, self.device)
 
-    def _check_X(self, X, *, fitting: bool):
+    def _check_X(self, X, *, fitting: bool, convert: bool = True):
         """Validate ``X: (n_samples, n_features)`` and return it on the compute backend in the
-        model's dtype, with the input's ``(xp, device)`` (results go back there)."""
+        model's dtype, with the input's ``(xp, device)`` (results go back there).
+
+        ``convert=False`` (prediction) checks the shape and kind of X but leaves the rows
+        where they are: :meth:`_forward_rows` moves, casts and checks them chunk by chunk."""
         if X is None:
             raise ValueError(f"{type(self).__name__} requires X to be passed, but X is None")
-        if hasattr(X, "toarray") and hasattr(X, "nnz"):
-            raise TypeError("sparse input is not supported (a dense array is needed); convert it with X.toarray()")
         if fitting:  # a DataFrame's column names, as scikit-learn keeps them
             columns = getattr(X, "columns", None)
             if columns is not None and all(isinstance(c, str) for c in columns):
                 self.feature_names_in_ = np.asarray(list(columns), dtype=object)
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-        xp_in, dev_in = _namespace_of(X)
-        if xp_in is None:
-            try:
-                X = np.asarray(X)
-            except Exception as exc:
-                raise ValueError(f"X could not be converted to an array: {exc}") from None
-            xp_in, dev_in = backends.get_namespace("numpy"), "cpu"
+        X, xp_in, dev_in = backends.as_array(X, "X")
         if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
             X = _as_float(X, "X")
         if X.ndim != 2:
@@ -249,16 +244,22 @@ class _BaseMLP(_BaseEstimator):
             if self.backend is None and not (xp is xp_in and backends.same_device(device, dev_in)):
                 self._move(xp_in, dev_in)  # backend=None follows the arrays
                 xp, device = xp_in, dev_in
-        if not (xp is xp_in and backends.same_device(device, dev_in)):
-            X = backends.to_backend(X, xp, device)
+        if convert:
+            X = self._prepare_rows(X, xp, device)
+        if fitting:
+            self.n_features_in_ = int(X.shape[1])
+        return X, (xp_in, dev_in)
+
+    def _prepare_rows(self, X, xp, device):
+        """Rows of a checked X on the compute backend ``xp``/``device``, in the model's dtype, finite."""
         dtype = _float_dtype(xp, device, self.dtype)
+        if not (xp is array_api_compat.array_namespace(X) and backends.same_device(device, array_api_compat.device(X))):
+            X = backends.to_backend(X, xp, device, dtype=dtype)  # cast on the host: less to move
         if X.dtype != dtype:
             X = xp.astype(X, dtype)
         if not bool(xp.all(xp.isfinite(X))):
             raise ValueError("Input X contains NaN or infinity; remove or impute those entries first")
-        if fitting:
-            self.n_features_in_ = int(X.shape[1])
-        return X, (xp_in, dev_in)
+        return X
 
     def _move(self, xp, device) -> None:
         """Move the fitted network to ``xp`` on ``device`` (the optimizer state follows at the next fit)."""
@@ -286,10 +287,7 @@ class _BaseMLP(_BaseEstimator):
     def _rng(self) -> np.random.Generator:
         """The host generator for initial weights, batches and the validation split."""
         if getattr(self, "_rng_", None) is None:
-            seed = self.random_state
-            if isinstance(seed, np.random.RandomState):
-                seed = seed.randint(2 ** 31 - 1)
-            self._rng_ = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+            self._rng_ = backends.make_rng(self.random_state, "random_state")
         return self._rng_
 
     def _new_network(self, n_in: int, n_out: int, out_activation: str, loss: str, xp, device) -> None:
@@ -360,14 +358,16 @@ class _BaseMLP(_BaseEstimator):
             # a (warm-started) fit counts its own stalls and restores its own best epoch
             history.no_improvement_count = 0
             history.best_validation_score = None
+        batch = min(200 if self.batch_size == "auto" else self.batch_size, X.shape[0])
         try:
-            train(self.net_, X, Y, optimizer=self.optimizer_, max_iter=1 if incremental else self.max_iter,
-                  batch_size=self.batch_size, shuffle=bool(self.shuffle),
-                  alpha=0.0 if self.solver == "adamw" else float(self.alpha), rng=rng, schedule=schedule,
-                  tol=float(self.tol), n_iter_no_change=self.n_iter_no_change, validation_score=validation_score,
-                  history=history, check_convergence=not incremental, verbose=bool(self.verbose),
-                  callback=callback, compile=self.compile, communicator=comm,
-                  distributed_data=self.distributed_data)
+            with self._thread_limit(batch, training=True):
+                train(self.net_, X, Y, optimizer=self.optimizer_, max_iter=1 if incremental else self.max_iter,
+                      batch_size=self.batch_size, shuffle=bool(self.shuffle),
+                      alpha=0.0 if self.solver == "adamw" else float(self.alpha), rng=rng, schedule=schedule,
+                      tol=float(self.tol), n_iter_no_change=self.n_iter_no_change,
+                      validation_score=validation_score, history=history, check_convergence=not incremental,
+                      verbose=bool(self.verbose), callback=callback,
+                      compile=self.compile, communicator=comm, distributed_data=self.distributed_data)
         finally:  # also after a NonFiniteLossError: the model and its history stay consistent
             history.best_params = None  # restored already; no device arrays kept beyond fit
             self._set_history(history)
@@ -412,9 +412,31 @@ class _BaseMLP(_BaseEstimator):
         takes the union of the ranks' labels."""
         return None
 
-    def _forward(self, X, *, check_finite: bool = False):
-        """``A[L]`` in row layout, ``(n_samples, n_outputs)``, on the compute backend."""
-        return self.net_.forward(X.T, check_finite=check_finite).T
+    def _forward_rows(self, X):
+        """``A[L]`` in row layout for the rows of a checked X (``_check_X(..., convert=False)``),
+        chunk by chunk: yields ``(n_chunk, n_outputs)`` arrays on the compute backend.
+
+        Each chunk is moved, cast and checked for NaN on its own and goes through the network's
+        cache-free forward, so the extra memory of a prediction is bounded by
+        :data:`PREDICT_MEMORY_BUDGET` whatever the number of rows (plus the outputs themselves).
+        """
+        net = self.net_
+        rows = _chunk_rows(net.sizes, np.dtype(net.dtype_name).itemsize)
+        params = list(net.params)
+        for start in range(0, X.shape[0], rows):
+            Xc = self._prepare_rows(X[start:min(start + rows, X.shape[0]), ...], net.xp, net.device)
+            yield net._forward_output(Xc.T, params).T
+
+    def _forward(self, X):
+        """``A[L]`` in row layout, ``(n_samples, n_outputs)``, on the compute backend, in chunks."""
+        with self._thread_limit(X.shape[0], training=False):
+            return _concat_rows(self.net_.xp, list(self._forward_rows(X)))
+
+    def _thread_limit(self, rows: int, *, training: bool):
+        """The CPU threads (``n_threads``; None: chosen from the work) while computing ``rows`` rows at a
+        time: see ``xpmlp/_threads.py``."""
+        flops = _threads.matmul_flops(self.net_.sizes, rows, backward=training)
+        return _threads.limit(self.n_threads, flops, self.net_.xp, self.net_.device)
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -555,6 +577,24 @@ class _BaseMLP(_BaseEstimator):
         return [backends.to_numpy(b).ravel() for _, b in self.net_.params]
 
 
+#: The memory (bytes) one chunk of rows may take in ``predict``, ``predict_proba`` and ``score``:
+#: the chunk's inputs in the model's dtype plus, for the widest layer, its input, ``Z`` and ``A``.
+#: 64 MiB keeps a 784-256-256-10 network's predictions at ~8,000 rows a chunk, large enough that
+#: the matrix products run at full speed and small enough to bound the memory of any number of rows.
+PREDICT_MEMORY_BUDGET = 64 * 2 ** 20
+
+
+def _chunk_rows(sizes: list[int], itemsize: int) -> int:
+    """Rows per prediction chunk for a network of layer widths ``sizes`` (see PREDICT_MEMORY_BUDGET)."""
+    widest = max(n_in + 2 * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    return max(1, PREDICT_MEMORY_BUDGET // (itemsize * (sizes[0] + widest)))
+
+
+def _concat_rows(xp, chunks: list):
+    """The chunks stacked along the rows (no copy for a single chunk)."""
+    return chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
+
+
 def _replace_best(history: History) -> History:
     import copy
 
@@ -606,12 +646,19 @@ def _as_float(a: np.ndarray, what: str) -> np.ndarray:
                         f"{exc}") from None
 
 
-def _host(y) -> np.ndarray:
+def _unique_labels(y: np.ndarray, what: str) -> np.ndarray:
+    """The sorted distinct labels, or a ``ValueError`` when they are of types that do not order."""
+    try:
+        return np.unique(y)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in y.ravel().tolist()})
+        raise ValueError(f"{what} mixes label types {kinds}, which cannot be sorted; use labels of one type "
+                         "(all numbers or all strings)") from None
+
+
+def _host(y, what: str = "y") -> np.ndarray:
     """Targets to a NumPy array on the host (they are small, and labels may be strings)."""
-    xp, _ = _namespace_of(y)
-    if xp is not None:
-        return backends.to_numpy(y)
-    return np.asarray(y)
+    return backends.to_numpy(backends.as_array(y, what)[0])
 
 
 class MLPClassifier(_ClassifierMixin, _BaseMLP):
@@ -647,9 +694,10 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
     max_iter : int, default 200
         Epochs.
     shuffle : bool, default True
-    random_state : int, numpy Generator or None
+    random_state : int >= 0, numpy Generator, numpy RandomState or None
         Seeds the initial weights, the batches and the validation split (all drawn on the
-        host, so one seed gives the same model on every backend).
+        host, so one seed gives the same model on every backend). Anything else (a string,
+        a float, a negative number, a list) is a ``ValueError`` naming ``random_state``.
     tol : float, default 1e-4
     verbose : bool, default False
     warm_start : bool, default False
@@ -675,6 +723,11 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
         ``"auto"`` compiles on JAX (a whole epoch as one XLA program) and runs the other
         backends eagerly; ``True`` also captures CUDA graphs on CuPy and PyTorch-on-CUDA
         (not yet verified on a GPU); ``False`` never compiles. Same results to rounding.
+    n_threads : int or None, default None
+        CPU threads of the BLAS/OpenMP libraries (and of PyTorch on the CPU) during ``fit`` and
+        ``predict``, restored afterwards. ``None`` chooses: one thread when a batch's matrix
+        products are small (they lose more to a late thread than they gain on a busy CPU), else the
+        CPUs no other process is using. No effect on JAX or on GPUs.
     distributed : None, "mpi", "nccl", "torch" or a Communicator
         Data-parallel training over processes (``mpiexec -n 4 python train.py``,
         ``torchrun``): every rank runs the same ``fit``; one gradient all-reduce per step
@@ -745,16 +798,19 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
         one-hot for multiclass), and the class index of each sample on the host (None for
         multilabel), which stratifies the validation split."""
         y = _host(y)
+        if y.ndim > 2 or y.ndim == 0:
+            raise ValueError(f"y must be labels (n_samples,) or an indicator matrix (n_samples, n_labels); "
+                             f"got shape {y.shape}")
         if y.shape[0] != n:
             raise ValueError(f"X has {n} samples but y has {y.shape[0]}")
+        if y.dtype.kind == "c":
+            raise ValueError(f"Complex data not supported: y has dtype {y.dtype}; class labels must be real numbers "
+                             "or strings")
         multilabel = y.ndim == 2 and y.shape[1] > 1
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn("y is a column vector (n_samples, 1); it is read as labels of shape (n_samples,)",
                           UserWarning, stacklevel=4)
             y = y[:, 0]
-        if y.ndim > 2 or y.ndim == 0:
-            raise ValueError(f"y must be labels (n_samples,) or an indicator matrix (n_samples, n_labels); "
-                             f"got shape {y.shape}")
         if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
             raise ValueError("Input y contains NaN or infinity")
         if multilabel:
@@ -766,12 +822,12 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
             if y.dtype.kind == "f" and not np.all(y == np.round(y)):
                 raise ValueError("Unknown label type: y holds continuous values; MLPClassifier needs class "
                                  "labels (use MLPRegressor for continuous targets)")
-            found = np.unique(y)
+            found = _unique_labels(y, "y")
         if first:
             if incremental and classes is None and not multilabel:
                 raise ValueError("classes must be passed on the first call to partial_fit (all the labels "
                                  "that will ever appear, e.g. classes=np.unique(y_all))")
-            known = found if (classes is None or multilabel) else np.unique(_host(classes))
+            known = found if (classes is None or multilabel) else _unique_labels(_host(classes, "classes"), "classes")
             if not multilabel and len(known) < 2:
                 raise ValueError(f"y has only one class ({known.tolist()}); a classifier needs at least 2 classes")
             if not multilabel and classes is not None and not np.isin(found, known).all():
@@ -814,7 +870,7 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
 
     def predict_proba(self, X):
         """Probabilities ``(n_samples, n_classes)`` (binary: ``[1 - p, p]``), in X's namespace."""
-        X, where = self._check_X(X, fitting=False)
+        X, where = self._check_X(X, fitting=False, convert=False)
         P = self._forward(X)
         if P.shape[1] == 1 and not self._multilabel:
             P = self.net_.xp.concat([1.0 - P, P], axis=1)
@@ -831,12 +887,15 @@ class MLPClassifier(_ClassifierMixin, _BaseMLP):
 
         Numeric labels come back in X's namespace; strings (which only NumPy holds) as NumPy.
         """
-        X, where = self._check_X(X, fitting=False)
-        A = self._forward(X)
+        X, where = self._check_X(X, fitting=False, convert=False)
         xp = self.net_.xp
         if self._multilabel:
-            return self._output(xp.astype(A > 0.5, xp.int64 if hasattr(xp, "int64") else xp.int32), where)
-        index = (A[:, 0] > 0.5) if A.shape[1] == 1 else xp.argmax(A, axis=1)
+            int_dtype = xp.int64 if hasattr(xp, "int64") else xp.int32
+            return self._output(_concat_rows(xp, [xp.astype(A > 0.5, int_dtype) for A in self._forward_rows(X)]),
+                                where)
+        # one label index per row, chunk by chunk: only (n_samples,) integers are kept
+        index = _concat_rows(xp, [(A[:, 0] > 0.5) if A.shape[1] == 1 else xp.argmax(A, axis=1)
+                                  for A in self._forward_rows(X)])
         labels = self.classes_[backends.to_numpy(index).astype(np.intp)]
         xp_in, dev_in = where
         if labels.dtype.kind in "biuf" and not array_api_compat.is_numpy_namespace(xp_in):
@@ -901,21 +960,21 @@ class MLPRegressor(_RegressorMixin, _BaseMLP):
     def _encode_targets(self, y, n, xp, device, dtype, *, first, classes, incremental):
         """Targets to ``Y: (n_samples, n_targets)`` on the device, in the model's dtype (and None:
         no strata for the validation split)."""
-        if _namespace_of(y)[0] is None:
-            y = np.asarray(y)
+        y, xp_y, _ = backends.as_array(y, "y")
         if isinstance(y, np.ndarray) and y.dtype.kind in "OUS":
             y = _as_float(y, "y")
+        if xp_y.isdtype(y.dtype, "complex floating"):
+            raise ValueError(f"Complex data not supported: y has dtype {y.dtype}; expected real numbers")
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be (n_samples,) or (n_samples, n_targets); got shape {tuple(y.shape)}")
         if y.shape[0] != n:
             raise ValueError(f"X has {n} samples but y has {y.shape[0]}")
+        if not xp_y.isdtype(y.dtype, ("real floating", "integral", "bool")):
+            raise TypeError(f"y has dtype {y.dtype}; expected real numbers")
         y1d = y.ndim == 1
-        Y = backends.to_backend(y, xp, device)
+        Y = backends.to_backend(y, xp, device, dtype=dtype)
         if y1d:
             Y = xp.reshape(Y, (n, 1))
-        if not xp.isdtype(Y.dtype, ("real floating", "integral", "bool")):
-            raise TypeError(f"y has dtype {Y.dtype}; expected real numbers")
-        Y = xp.astype(Y, dtype) if Y.dtype != dtype else Y
         if not bool(xp.all(xp.isfinite(Y))):
             raise ValueError("Input y contains NaN or infinity")
         if first:
@@ -930,7 +989,7 @@ class MLPRegressor(_RegressorMixin, _BaseMLP):
 
     def predict(self, X):
         """Predictions ``(n_samples,)`` (or ``(n_samples, n_targets)``), in X's namespace."""
-        X, where = self._check_X(X, fitting=False)
+        X, where = self._check_X(X, fitting=False, convert=False)
         A = self._forward(X)
         if self._y_1d:
             A = A[:, 0]

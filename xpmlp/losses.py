@@ -24,20 +24,39 @@ print it covering only the first), and its gradient is
 
 Fused output layers. With softmax + cross-entropy, or sigmoid + binary
 cross-entropy, the output activation is the loss's canonical link and the
-chain ``dZ = g.vjp(Z, A, dA)`` collapses to ``dZ = (A - Y) / m``: the 1/A of
+chain ``dZ = g.vjp(Z, A, dA)`` collapses (:meth:`Loss.fused_dZ`): the 1/A of
 the loss gradient cancels against the activation's Jacobian, so no division
 by a probability that has rounded to 0 ever happens. The network uses that
 seed, and the cost is computed from the logits ``Z`` (log-sum-exp, or
 ``softplus``) rather than from ``log(A)``, so a saturated output gives a large
-finite cost rather than ``inf``/``NaN``.
+finite cost rather than ``inf``/``NaN``. Both seeds are the exact gradient of J
+for any targets, not only for one-hot ones:
+
+- sigmoid + binary cross-entropy: per entry ``dL/dz = a - y`` whatever ``y`` is,
+  so ``dZ = (A - Y) / m``.
+- softmax + cross-entropy: ``dL/dz_j = a_j sum_i y_i - y_j``, so
+  ``dZ = (A * sum(Y, axis=0) - Y) / m``. For columns that sum to 1 (one-hot,
+  probabilities) this is the familiar ``(A - Y) / m``, bit for bit (the sum is
+  exactly 1.0 for one-hot columns); for columns that do not (smoothed labels that
+  were not renormalised, multi-hot or weighted targets) the shortcut
+  ``(A - Y) / m`` would be silently wrong. The exact form costs one reduction over
+  the ``n_L`` outputs per step.
+
 Unfused, the logs are taken of ``A`` clamped into ``[tiny, 1 - eps]`` of the
 dtype, which keeps the cost finite; prefer the fused pairs.
+
+Domains. The log-losses need every output inside (0, 1): on an output
+activation that can leave it (identity, relu, tanh, leaky_relu, elu, softplus,
+gelu, silu, step) their gradient is infinite, NaN, or silently clamped to 0. A
+network with such a pair is refused when it is built
+(:meth:`Loss.check_output_activation`, from the activation's declared
+``output_range``), with the valid output activations listed.
 """
 
 from __future__ import annotations
 
 from . import _registry
-from .activations import Activation, Sigmoid, Softmax
+from .activations import ACTIVATIONS, REALS, Activation, Interval, Sigmoid, Softmax
 
 __all__ = [
     "Loss",
@@ -60,8 +79,11 @@ class Loss:
     """A cost ``J(A, Y)`` (mean over the m columns) and its gradient ``dA = dJ/dA``."""
 
     name: str = ""
-    #: The output activation whose pairing with this loss gives ``dZ = (A - Y)/m``.
+    #: The output activation whose pairing with this loss gives a fused seed (:meth:`fused_dZ`).
     canonical_activation: type[Activation] | None = None
+    #: The outputs ``A`` where this loss and its gradient are finite; an output activation's
+    #: ``output_range`` must lie inside it.
+    output_domain: Interval = REALS
 
     def value(self, A, Y, *, xp):
         """The mean cost as a 0-d array (no host synchronisation)."""
@@ -72,11 +94,36 @@ class Loss:
         raise NotImplementedError
 
     def fuses_with(self, activation: Activation) -> bool:
-        """Whether ``activation`` is this loss's canonical link (so dZ = (A - Y)/m)."""
+        """Whether ``activation`` is this loss's canonical link (so :meth:`fused_dZ` applies)."""
         return self.canonical_activation is not None and type(activation) is self.canonical_activation
+
+    def check_output_activation(self, activation: Activation) -> None:
+        """Refuse an output activation whose values can leave this loss's ``output_domain``.
+
+        Raises ``ValueError`` naming both, the ranges, and the registered activations that fit.
+        """
+        if activation.output_range.within(self.output_domain):
+            return
+        valid = []
+        for name, cls in sorted(ACTIVATIONS.items()):
+            try:
+                if cls().output_range.within(self.output_domain):
+                    valid.append(name)
+            except Exception:  # an activation that needs arguments: not listed
+                pass
+        others = sorted(name for name, cls in LOSSES.items() if activation.output_range.within(cls.output_domain))
+        raise ValueError(f"loss {self.name!r} needs outputs in {self.output_domain}, but the output activation "
+                         f"{activation.name!r} gives values in {activation.output_range} (outside {self.output_domain} "
+                         f"the loss is undefined and its gradient infinite, NaN or clamped); use one of {valid} as the output activation, or one of "
+                         f"{others} as the loss")
 
     def value_from_logits(self, Z, Y, *, xp):
         """The mean cost computed from the output layer's ``Z`` (fused pairs only)."""
+        raise NotImplementedError(f"{self.name} has no fused form")
+
+    def fused_dZ(self, A, Y, *, xp):
+        """The exact ``dZ[L] = dJ/dZ[L]`` from the output ``A`` of the canonical activation and
+        the targets ``Y``, both ``(n_L, m)``, the 1/m included (fused pairs only)."""
         raise NotImplementedError(f"{self.name} has no fused form")
 
     def __repr__(self) -> str:
@@ -123,6 +170,7 @@ class BinaryCrossEntropy(Loss):
 
     name = "binary_cross_entropy"
     canonical_activation = Sigmoid
+    output_domain = Interval(0.0, 1.0)
 
     def value(self, A, Y, *, xp):
         fi = xp.finfo(A.dtype)
@@ -138,16 +186,22 @@ class BinaryCrossEntropy(Loss):
         L = xp.maximum(Z, 0.0) - Y * Z + xp.log1p(xp.exp(-xp.abs(Z)))
         return xp.sum(L) / Y.shape[1]
 
+    def fused_dZ(self, A, Y, *, xp):
+        # d/dz [softplus(z) - y z] = sigmoid(z) - y: exact for any y, entry by entry.
+        return (A - Y) / Y.shape[1]
+
 
 class CrossEntropy(Loss):
-    """``J = -1/m sum Y log A`` for one-hot or probability targets (each column sums to 1).
+    """``J = -1/m sum Y log A``, usually for one-hot or probability targets (columns summing to 1).
 
     Fused with a softmax output: ``log A = Z - logsumexp(Z)`` per column, and
-    ``dZ = (A - Y)/m`` (which needs each column of Y to sum to 1).
+    ``dZ = (A * sum(Y, axis=0) - Y)/m``, which is ``(A - Y)/m`` where each column of
+    Y sums to 1 and stays exact where it does not.
     """
 
     name = "cross_entropy"
     canonical_activation = Softmax
+    output_domain = Interval(0.0, 1.0)
 
     def value(self, A, Y, *, xp):
         A = xp.maximum(A, xp.finfo(A.dtype).smallest_normal)
@@ -161,6 +215,11 @@ class CrossEntropy(Loss):
         Zs = Z - xp.max(Z, axis=0, keepdims=True)
         log_A = Zs - xp.log(xp.sum(xp.exp(Zs), axis=0, keepdims=True))
         return -xp.sum(Y * log_A) / Y.shape[1]
+
+    def fused_dZ(self, A, Y, *, xp):
+        # d/dz_j [-sum_i y_i log softmax(z)_i] = a_j sum_i y_i - y_j: one reduction more than the
+        # one-hot shortcut (A - Y), and exact for targets whose columns do not sum to 1.
+        return (A * xp.sum(Y, axis=0, keepdims=True) - Y) / Y.shape[1]
 
 
 #: The registry: name -> loss class. Extend it with :func:`register_loss`.

@@ -89,9 +89,10 @@ class MLP:
     dtype : {"float32", "float64"}
         Of the parameters and of every computation. Inputs are converted to it;
         nothing is computed in another precision.
-    seed : int or numpy.random.Generator, optional
+    seed : int >= 0, numpy.random.Generator or RandomState, optional
         Initial weights are drawn on the host in float64 from this seed and then
-        cast and moved, so one seed gives the same network on every backend.
+        cast and moved, so one seed gives the same network on every backend
+        (see :func:`xpmlp.backends.make_rng`).
 
     Examples
     --------
@@ -119,13 +120,14 @@ class MLP:
         self.sizes = [int(n) for n in sizes]
         self.activations = [get_activation(a) for a in activations]
         self.loss = get_loss(loss)
+        self.loss.check_output_activation(self.activations[-1])
         self.dtype_name = _dtype_name(dtype)
         self.follows_arrays = backend is None
         name = backends.default_backend() if backend is None else backend
         xp = backends.get_namespace(name)
         self._bind(xp, backends.resolve_device(xp, device))
 
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        rng = backends.make_rng(seed, "seed")
         host = []
         for n_in, n_out, g in zip(self.sizes[:-1], self.sizes[1:], self.activations):
             host.append((glorot_or_he(n_in, n_out, g, rng), np.zeros((n_out, 1))))
@@ -180,6 +182,7 @@ class MLP:
     def _check_input(self, X, what: str, rows: int, *, check_finite: bool):
         """Validate ``X`` (or ``Y``) and return it in the network's dtype."""
         self._adopt(X, what)
+        X = backends.detach(X)
         xp = self.xp
         if X.ndim != 2:
             raise ValueError(f"{what} must be 2-D ({rows}, m), one column per example; got shape {tuple(X.shape)}"
@@ -235,7 +238,7 @@ class MLP:
                 raise ValueError(f"{what} must have shape {shape}, got {tuple(arr.shape)}")
             if arr.dtype != self.dtype:
                 raise TypeError(f"{what} has dtype {arr.dtype} but the network is {self.dtype_name}")
-        return W, b
+        return backends.detach(W), backends.detach(b)
 
     @property
     def n_layers(self) -> int:
@@ -259,6 +262,14 @@ class MLP:
             A = g.forward(Z, xp=xp)
             cache.append(LayerCache(A_prev, Z, A))
         return A, cache
+
+    def _forward_output(self, X, params):
+        """``A[L]`` alone: the forward recurrence without a cache (each layer's ``Z`` and ``A``
+        are dropped as soon as the next layer has them), for prediction in bounded memory."""
+        A = X
+        for (W, b), g in zip(params, self.activations):
+            A = g.forward(W @ A + b, xp=self.xp)
+        return A
 
     def forward(self, X, *, check_finite: bool = True):
         """``A[L]`` for the columns of ``X: (n0, m)``; returns ``(nL, m)``."""
@@ -315,8 +326,8 @@ class MLP:
         xp = self.xp
         top = cache[-1]
         if self.fused_output:
-            # Canonical link: dJ/dZ = (A - Y)/m; the 1/A of the loss cancels the Jacobian.
-            return (top.A - Y) / Y.shape[1]
+            # Canonical link: the 1/A of the loss cancels the Jacobian; (A - Y)/m for one-hot Y.
+            return self.loss.fused_dZ(top.A, Y, xp=xp)
         dA = self.loss.gradient(top.A, Y, xp=xp)
         return self.activations[-1].vjp(top.Z, top.A, dA, xp=xp)
 

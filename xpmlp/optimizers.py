@@ -1,61 +1,45 @@
-"""Optimizers as pure functions of explicit state, written against the Array API namespace of the parameters.
+"""Optimizers as pure functions of explicit state (the optax shape), written against the Array API.
 
-An optimizer is configuration only; everything a step changes lives in a state
-that the caller holds and passes back (the optax shape)::
+An optimizer is configuration only; everything a step changes lives in a state that the caller
+holds and passes back::
 
     opt = make_optimizer("adam", learning_rate=1e-3)
     state = opt.init(params)                           # [(W1, b1), ...] -> a dict of arrays
     params, state = opt.update(grads, state, params)   # one step
 
-``params`` and ``grads`` are lists of ``(W, b)`` pairs with ``W: (n[l], n[l-1])`` and
-``b: (n[l], 1)`` (the layout of :class:`xpmlp.MLP`). The state is a plain dict of
-arrays on the parameters' device: ``count`` (the steps taken, a 0-d array),
-``learning_rate`` (a 0-d array: a schedule changes it with :meth:`Optimizer.set_learning_rate`
-between steps without recompiling a compiled step), and ``slots``, one dict of
-arrays per parameter array (``W1, b1, W2, ...``) holding the rule's momenta. Being
-a tree of arrays, the state passes through ``jax.jit``, ``lax.scan`` and CUDA-graph
-capture unchanged, and pickles as host copies (:func:`state_to_numpy`).
-
-The base class loops over the parameters; each subclass writes the per-step
-scalars once (:meth:`Optimizer.coefficients`) and the update of one array
-(``_update``), so the rules sit side by side, ordered by complexity:
+``params`` and ``grads`` are lists of ``(W, b)`` pairs, ``W: (n[l], n[l-1])``, ``b: (n[l], 1)``.
+The state is a dict of arrays on the parameters' device: ``count`` (steps taken, 0-d),
+``learning_rate`` (0-d: a schedule changes it with :meth:`Optimizer.set_learning_rate`, so a
+compiled step is not recompiled) and ``slots``, one dict of momenta per parameter array. Being a
+tree of arrays it passes through ``jax.jit``, ``lax.scan`` and CUDA-graph capture unchanged, and
+pickles as host copies (:func:`state_to_numpy`). Each rule writes its per-step scalars once
+(:meth:`Optimizer.coefficients`) and the update of one array (``_update``):
 
 =========  ===================================================================
 SGD        ``p <- p - lr g``
 momentum   ``v <- mu v - lr g``;  ``p <- p + v``
 Nesterov   ``v <- mu v - lr g``;  ``p <- p + mu v - lr g``
 Adam       ``m <- b1 m + (1-b1) g``;  ``v <- b2 v + (1-b2) g^2``;
-           ``p <- p - lr_t m / (sqrt(v) + eps)``,
-           ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)``
-AdamW      Adam after a decoupled weight decay of the weights:
-           ``W <- W (1 - lr weight_decay)`` (biases are not decayed)
+           ``p <- p - lr_t m / (sqrt(v) + eps)``, ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)``
+AdamW      Adam after a decoupled weight decay ``W <- W (1 - lr weight_decay)`` (not the biases)
 =========  ===================================================================
 
-(SGD with momentum and Nesterov follow scikit-learn's ``SGDOptimizer``; Adam is the
-"efficient" form of Kingma & Ba's Algorithm 1, also scikit-learn's: the bias
-corrections are folded into ``lr_t`` and ``eps`` is added to the uncorrected
-``sqrt(v)``.) An L2 penalty on the cost is not the optimizer's business: the
-training step (:mod:`xpmlp.step`) adds its gradient before calling ``update``.
+(scikit-learn's SGD with momentum/Nesterov, and its "efficient" Adam: Kingma & Ba's Algorithm 1
+with the bias corrections folded into ``lr_t``.) An L2 penalty on the cost is the training
+step's business (:mod:`xpmlp.step`), not the optimizer's.
 
-Two paths, one result. JAX arrays are immutable, so the reference path writes
-every update as an expression that makes new arrays. Where the arrays accept
-item assignment (NumPy, CuPy, PyTorch, array-api-strict) the same arithmetic,
-in the same order, runs in place with ``*=``, ``+=``, ``-=``: the parameters and
-the state passed in are then updated in place and returned, and the gradients
-are used as scratch space (they are consumed). Which path runs is decided once,
-by trying an item assignment (:func:`supports_inplace`), never by asking which
-library it is: :meth:`Optimizer.plan` makes that decision for a set of
-parameters, and :meth:`Optimizer.update` takes the plan so that a training loop
-decides once. ``inplace=False`` forces the expression path. The tests pin both
-paths to the same numbers.
+Two paths, one result. On JAX (immutable arrays) every update is an expression that makes new
+arrays. Where arrays accept item assignment (NumPy, CuPy, PyTorch, array-api-strict) the same
+arithmetic, in the same order, runs in place: the parameters and state passed in are updated and
+returned, and the gradients are consumed as scratch space. :meth:`Optimizer.plan` decides once,
+by trying an item assignment (:func:`supports_inplace`), never by the library's name;
+``inplace=False`` forces the expression path; the tests pin both paths to the same numbers.
 
-The per-step scalars (Adam's ``lr_t``, the decay factor) are computed from
-``count`` and ``learning_rate`` with plain arithmetic operators, so the same code
-runs on 0-d arrays (on the device: nothing is read back, as a compiled step
-needs) or on Python floats. On the in-place path, when the state lives in host
-memory (NumPy, PyTorch on the CPU), the two scalars are read as floats: that is
-free there and saves a handful of 0-d array operations per step; on a GPU they
-stay on the device, as in PyTorch's ``capturable`` Adam.
+The per-step scalars use arithmetic operators only, so they are computed from 0-d arrays on the
+device (nothing read back, as a compiled step needs) or from Python floats. On the in-place path
+with the state in host memory (NumPy, PyTorch on the CPU) the two scalars are read as floats,
+which is free there and saves a few 0-d operations per step; on a GPU they stay on the device,
+as in PyTorch's ``capturable`` Adam.
 """
 
 from __future__ import annotations
@@ -67,6 +51,7 @@ from typing import Any, NamedTuple
 import array_api_compat
 
 from . import _fused, backends
+from ._trees import copy_state, flat_pairs as _flat, pairs as _pairs, state_to_numpy, tree_to
 
 __all__ = [
     "Optimizer",
@@ -106,41 +91,6 @@ def _in_unit_interval(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
-
-
-def _flat(pairs) -> list:
-    return [a for pair in pairs for a in pair]
-
-
-def _pairs(flat: list) -> list:
-    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
-
-
-def copy_state(state, xp=None):
-    """A copy of a state (or any tree of dicts, lists and tuples of arrays); the leaves are copied."""
-    if isinstance(state, dict):
-        return {k: copy_state(v, xp) for k, v in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(copy_state(v, xp) for v in state)
-    xp = xp or array_api_compat.array_namespace(state)
-    return xp.asarray(state, copy=True)
-
-
-def state_to_numpy(state):
-    """The same tree with every array as a NumPy array (for pickling)."""
-    if isinstance(state, dict):
-        return {k: state_to_numpy(v) for k, v in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(state_to_numpy(v) for v in state)
-    return backends.to_numpy(state)
-
-
-def _state_to(state, xp, device):
-    if isinstance(state, dict):
-        return {k: _state_to(v, xp, device) for k, v in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(_state_to(v, xp, device) for v in state)
-    return backends.to_backend(state, xp, device)
 
 
 class UpdatePlan(NamedTuple):
@@ -215,7 +165,7 @@ class Optimizer:
         """``state`` moved to the namespace, device and dtype of ``params`` (e.g. after unpickling)."""
         first = _flat(params)[0]
         xp, device = array_api_compat.array_namespace(first), array_api_compat.device(first)
-        return _state_to(state, xp, device)
+        return tree_to(state, xp, device)
 
     # ------------------------------------------------------------------ plan
     def plan(self, params, *, inplace: bool | None = None) -> UpdatePlan:

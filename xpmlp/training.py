@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -45,14 +47,28 @@ from .step import make_train_step
 
 __all__ = ["History", "train", "batch_slices", "resolve_batch_size", "NonFiniteLossError", "ConvergenceWarning"]
 
-try:  # scikit-learn's warning class, so that its users' filters catch ours
-    from sklearn.exceptions import ConvergenceWarning as _BaseConvergenceWarning
-except ImportError:  # pragma: no cover - scikit-learn is optional
-    _BaseConvergenceWarning = UserWarning
+class ConvergenceWarning(UserWarning):
+    """``max_iter`` epochs ran and the loss was still improving.
+
+    When scikit-learn is loaded, the warning issued is also a scikit-learn
+    ``sklearn.exceptions.ConvergenceWarning`` (see :func:`_convergence_warning`), so filters on
+    either class catch it, and scikit-learn is not imported just to define this class.
+    """
 
 
-class ConvergenceWarning(_BaseConvergenceWarning):
-    """``max_iter`` epochs ran and the loss was still improving."""
+@functools.lru_cache(maxsize=None)
+def _with_sklearn_base(sklearn_warning: type) -> type:
+    return type("ConvergenceWarning", (ConvergenceWarning, sklearn_warning),
+                {"__module__": __name__, "__doc__": ConvergenceWarning.__doc__})
+
+
+def _convergence_warning() -> type:
+    """The category to warn with: :class:`ConvergenceWarning`, and also scikit-learn's when
+    ``sklearn.exceptions`` is loaded (a filter on scikit-learn's class means it is: the filter
+    holds the class), without importing scikit-learn (1.5 s) when it is not."""
+    sklearn_exceptions = sys.modules.get("sklearn.exceptions")
+    base = getattr(sklearn_exceptions, "ConvergenceWarning", None)
+    return ConvergenceWarning if base is None else _with_sklearn_base(base)
 
 
 class NonFiniteLossError(FloatingPointError, ValueError):
@@ -337,7 +353,7 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
     else:
         if check_convergence and max_iter > 0 and speak:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and the "
-                          f"optimization hasn't converged yet.", ConvergenceWarning, stacklevel=2)
+                          f"optimization hasn't converged yet.", _convergence_warning(), stacklevel=2)
     if early_stopping and history.best_params is not None:
         net.params = _copy_params(xp, history.best_params)
     return history
