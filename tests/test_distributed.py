@@ -289,6 +289,19 @@ def test_mpi_command_line_prints_and_saves_on_rank_0_only(tmp_path):
     assert xpmlp.load(model).n_iter_ == 3
 
 
+def test_readme_mpi_script_runs_under_mpiexec(tmp_path):
+    """The README's train.py (a ```py block: the README test runs ```python blocks in one process)."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```py\n# train.py")
+    script = text[text.index("\n", start) + 1:text.index("```", start + 5)]
+    (tmp_path / "train.py").write_text(script)
+    command = [_mpiexec(), "-n", "2", sys.executable, "train.py"]
+    done = subprocess.run(command, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("data parallel: mpi4py") == 1 and done.stdout.count("Iteration 50,") == 1
+    assert xpmlp.load(tmp_path / "digits.xpmlp").n_iter_ == 50
+
+
 # ------------------------------------------------------------------ torch
 @pytest.fixture(scope="module")
 def torch_run(tmp_path_factory):
