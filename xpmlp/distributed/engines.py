@@ -25,8 +25,6 @@ def _launcher_env(names: tuple[str, ...]) -> int | None:
 
 
 #: (rank, size, local rank) as the launchers set them: torchrun, MPICH/Hydra, Open MPI, Slurm
-
-
 _RANK_VARS = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
 _SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS")
 _LOCAL_VARS = ("LOCAL_RANK", "MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
@@ -60,7 +58,7 @@ class MPICommunicator(Communicator):
     comm : mpi4py.MPI.Comm, optional
     cuda_aware : bool, optional
         Pass CuPy buffers to MPI directly (True) or through host memory (False);
-        default: asked from the MPI (see the module docstring).
+        default: asked from the MPI (see :mod:`xpmlp.distributed`).
     """
 
     name = "mpi"
