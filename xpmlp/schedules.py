@@ -15,13 +15,9 @@ from __future__ import annotations
 import math
 import numbers
 
+from .optimizers import _positive  # one check for every learning rate
+
 __all__ = ["Schedule", "Constant", "InvScaling", "Adaptive", "Cosine", "SCHEDULES", "make_schedule"]
-
-
-def _positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 class Schedule:
