@@ -423,14 +423,14 @@ class _BaseMLP(_BaseEstimator):
         net = self.net_
         rows = _chunk_rows(net.sizes, np.dtype(net.dtype_name).itemsize)
         params = list(net.params)
-        for start in range(0, X.shape[0], rows):
-            Xc = self._prepare_rows(X[start:min(start + rows, X.shape[0]), ...], net.xp, net.device)
-            yield net._forward_output(Xc.T, params).T
+        with self._thread_limit(min(rows, X.shape[0]), training=False):
+            for start in range(0, X.shape[0], rows):
+                Xc = self._prepare_rows(X[start:min(start + rows, X.shape[0]), ...], net.xp, net.device)
+                yield net._forward_output(Xc.T, params).T
 
     def _forward(self, X):
         """``A[L]`` in row layout, ``(n_samples, n_outputs)``, on the compute backend, in chunks."""
-        with self._thread_limit(X.shape[0], training=False):
-            return _concat_rows(self.net_.xp, list(self._forward_rows(X)))
+        return _concat_rows(self.net_.xp, list(self._forward_rows(X)))
 
     def _thread_limit(self, rows: int, *, training: bool):
         """The CPU threads (``n_threads``; None: chosen from the work) while computing ``rows`` rows at a
