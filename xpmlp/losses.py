@@ -176,8 +176,14 @@ class Loss:
                          f"the loss is undefined and its gradient infinite, NaN or clamped); use one of {valid} as the output activation, or one of "
                          f"{others} as the loss")
 
-    def value_from_logits(self, Z, Y, *, xp, weights=None):
-        """The mean cost computed from the output layer's ``Z`` (fused pairs only)."""
+    def fused_forward(self, Z, activation: Activation, *, xp):
+        """``(A, aux)``: the canonical ``activation``'s output for ``Z`` and what
+        :meth:`value_from_logits` can reuse of the same pass (``None`` here)."""
+        return activation.forward(Z, xp=xp), None
+
+    def value_from_logits(self, Z, Y, *, xp, aux=None, weights=None):
+        """The mean cost computed from the output layer's ``Z`` (fused pairs only); ``aux`` is
+        :meth:`fused_forward`'s second value for the same ``Z``, or None."""
         raise NotImplementedError(f"{self.name} has no fused form")
 
     def fused_dZ(self, A, Y, *, xp, weights=None):
@@ -242,7 +248,7 @@ class BinaryCrossEntropy(Loss):
         A = _clamp(A, fi.smallest_normal, 1.0 - fi.eps, xp=xp)
         return _per_column(-(Y / A - (1.0 - Y) / (1.0 - A)), Y, weights)
 
-    def value_from_logits(self, Z, Y, *, xp, weights=None):
+    def value_from_logits(self, Z, Y, *, xp, aux=None, weights=None):
         L = xp.maximum(Z, 0.0) - Y * Z + xp.log1p(xp.exp(-xp.abs(Z)))
         return _mean(L, Y, weights, xp=xp)
 
@@ -271,9 +277,17 @@ class CrossEntropy(Loss):
         A = xp.maximum(A, xp.finfo(A.dtype).smallest_normal)
         return _per_column(-(Y / A), Y, weights)
 
-    def value_from_logits(self, Z, Y, *, xp, weights=None):
+    def fused_forward(self, Z, activation, *, xp):
+        # The softmax's own arithmetic (so A is bit for bit activation.forward(Z)), keeping
+        # log A = Zs - log(sum exp Zs) from the same exponentials: the cost then takes no
+        # second pass of max, exp and sum over Z.
         Zs = Z - xp.max(Z, axis=0, keepdims=True)
-        log_A = Zs - xp.log(xp.sum(xp.exp(Zs), axis=0, keepdims=True))
+        E = xp.exp(Zs)
+        S = xp.sum(E, axis=0, keepdims=True)
+        return E / S, Zs - xp.log(S)
+
+    def value_from_logits(self, Z, Y, *, xp, aux=None, weights=None):
+        log_A = aux if aux is not None else self.fused_forward(Z, None, xp=xp)[1]
         return -_mean(Y * log_A, Y, weights, xp=xp)
 
     def fused_dZ(self, A, Y, *, xp, weights=None):
@@ -314,9 +328,13 @@ class PoissonDeviance(Loss):
     def gradient(self, A, Y, *, xp, weights=None):
         return _per_column(1.0 - Y / self._floor(A, xp=xp), Y, weights)
 
-    def value_from_logits(self, Z, Y, *, xp, weights=None):
+    def fused_forward(self, Z, activation, *, xp):
+        A = activation.forward(Z, xp=xp)
+        return A, A  # the cost reuses e^Z
+
+    def value_from_logits(self, Z, Y, *, xp, aux=None, weights=None):
         # e^Z as the output layer computes it (clamped the same way, so the cost stays finite)
-        A = Exp().forward(Z, xp=xp)
+        A = aux if aux is not None else Exp().forward(Z, xp=xp)
         return _mean(_y_log_y(Y, xp=xp) - Y * Z - Y + A, Y, weights, xp=xp)
 
     def fused_dZ(self, A, Y, *, xp, weights=None):
