@@ -16,6 +16,10 @@ data), a step is::
     dW[l]     += (alpha / m) W[l]                            # ... and its gradient
     params, opt_state = optimizer.update(grads, opt_state, params)
 
+With sample weights ``Wb`` (``step(..., key, Wb)``) the first line passes them on
+(``J = sum w L / sum w``) and ``m`` is the weight sum ``sum w`` (scikit-learn's
+``sw_sum``), in the penalty and in the all-reduce alike.
+
 The first line is :meth:`TrainStep.gradients`, the last three :meth:`TrainStep.apply`;
 data-parallel training (:mod:`xpmlp.distributed`) puts the all-reduce between them,
 and on JAX compiles each half on its own (the all-reduce cannot run inside an XLA
@@ -58,7 +62,7 @@ def sum_of_squares(xp, params):
 
 
 class TrainStep:
-    """``step(params, opt_state, Xb, Yb, key=None) -> (params, opt_state, cost)``.
+    """``step(params, opt_state, Xb, Yb, key=None, Wb=None) -> (params, opt_state, cost)``.
 
     Parameters
     ----------
@@ -75,6 +79,11 @@ class TrainStep:
         Data-parallel training: an object with ``reduce(J, grads, m) -> (J, grads, m)``
         that combines the ranks' costs and gradients into those of the global batch
         (a :class:`xpmlp.distributed.Communicator`).
+
+    Call arguments: ``Xb: (m, n0)``, ``Yb: (m, nL)`` (row layout), ``key`` (the step's random
+    key) and ``Wb`` (optional sample weights of the rows, ``(m,)`` or ``(m, 1)``, ``>= 0``):
+    with weights the batch cost is ``sum w L / sum w`` and the L2 penalty
+    ``alpha / (2 sum w) sum ||W||^2`` (scikit-learn's).
 
     Returns (of a call)
     -------------------
@@ -97,6 +106,16 @@ class TrainStep:
         if self.communicator is not None:
             J, grads, m = self.communicator.reduce(J, grads, m)
         return self.apply(params, opt_state, J, grads, m)
+
+    def run(self, params, opt_state, Xb, Yb, key=None, Wb=None):
+        """``(params, opt_state, cost, m)``: a call, and what the cost is a mean over: the batch's
+        size, or with ``Wb`` its weight sum (a 0-d array); over all ranks with a communicator.
+        The epoch runners weight each batch's cost by it."""
+        J, grads, m = self.gradients(params, Xb, Yb, key, Wb)
+        if self.communicator is not None:
+            J, grads, m = self.communicator.reduce(J, grads, m)
+        params, opt_state, cost = self.apply(params, opt_state, J, grads, m)
+        return params, opt_state, cost, m
 
     def gradients(self, params, Xb, Yb, key=None, Wb=None):
         """``(J, grads, m)``: the mean cost of the batch ``Xb: (m, n0)``, ``Yb: (m, nL)`` and its gradients.
