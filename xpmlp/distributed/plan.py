@@ -76,8 +76,9 @@ class DataPlan:
         if failed:
             if weight_error is not None:
                 raise weight_error
-            raise DistributedError(f"{len(failed)} of {comm.size} ranks failed checking sample_weight ("
-                                   + "; ".join(f"rank {r}: {text}" for r, text in failed) + f"); rank {comm.rank} stops too")
+            who = "; ".join(f"rank {r}: {text}" for r, text in failed)
+            raise DistributedError(f"{len(failed)} of {comm.size} ranks failed checking sample_weight ({who}); "
+                                   f"rank {comm.rank} stops too")
         if len({e[5][0] for e in every}) > 1:
             raise ValueError(f"sample_weight was given on ranks {[r for r, e in enumerate(every) if e[5][0]]} only; "
                              f"give it on every rank or on none")
