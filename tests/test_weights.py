@@ -375,3 +375,36 @@ def test_a_number_is_the_same_weight_for_every_row(rng):
     p_3, h_3 = _fit(case, x, y, sample_weight=3.0, alpha=0.0)
     p_1, h_1 = _fit(case, x, y, alpha=0.0)
     np.testing.assert_allclose(h_3.loss_curve, h_1.loss_curve, rtol=1e-12)
+
+
+# ------------------------------------------------------------ validation loss
+def test_validation_loss_curve_is_the_held_out_cost_after_each_epoch(backend, rng):
+    """history.validation_loss_curve[e] is the (weighted) cross-entropy of the held-out rows at the
+    parameters after epoch e, by the NumPy reference at the parameters a callback sees then."""
+    net = backend.mlp(SIZES, ["tanh", "softmax"], "cross_entropy", dtype="float64", seed=10)
+    x, y = rng.standard_normal((30, 3)), np.eye(4)[rng.integers(0, 4, 30)]
+    xv, yv = rng.standard_normal((11, 3)), np.eye(4)[rng.integers(0, 4, 11)]
+    wv = rng.uniform(0, 2, 11)
+    seen = []
+    for weights in (None, wv):
+        curve = []
+        loss = xpmlp.training.validation_cost(net, backend.asarray(xv), backend.asarray(yv),
+                                              None if weights is None else backend.asarray(weights))
+        h = xpmlp.train(net, backend.asarray(x), backend.asarray(y), optimizer=xpmlp.Adam(0.05), max_iter=4,
+                        batch_size=8, rng=0, check_convergence=False, validation_loss=loss,
+                        callback=lambda hist: curve.append(_host(backend, net.params)))
+        w = np.ones(11) if weights is None else weights
+        ref = [_reference_cost(p, xv.T, yv.T, w, "softmax", "cross_entropy") for p in curve]
+        np.testing.assert_allclose(h.validation_loss_curve, ref, rtol=1e-12)
+        assert h.validation_scores == []  # a loss curve, no early stopping
+        seen.append(h.validation_loss_curve[0])
+    assert seen[0] != pytest.approx(seen[1], rel=1e-3)  # ... and the weights entered it
+
+
+def test_a_history_pickled_without_the_validation_loss_curve_loads():
+    import pickle
+
+    h = xpmlp.training.History(loss_curve=[1.0, 0.5])
+    del h.__dict__["validation_loss_curve"]  # as pickled before the field existed
+    back = pickle.loads(pickle.dumps(h))
+    assert back.validation_loss_curve == [] and back.loss_curve == [1.0, 0.5]

@@ -43,10 +43,11 @@ from .compile import batch_slices, epoch_runner, resolve_mode
 from .network import MLP
 from .optimizers import Optimizer, copy_state
 from .schedules import Constant, Schedule
+from .losses import normalized_weights
 from .step import make_train_step
 
-__all__ = ["History", "train", "batch_slices", "resolve_batch_size", "check_sample_weight", "NonFiniteLossError",
-           "ConvergenceWarning"]
+__all__ = ["History", "train", "batch_slices", "resolve_batch_size", "check_sample_weight", "validation_cost",
+           "NonFiniteLossError", "ConvergenceWarning"]
 
 class ConvergenceWarning(UserWarning):
     """``max_iter`` epochs ran and the loss was still improving.
@@ -86,6 +87,9 @@ class History:
         The training cost of each epoch (with the L2 penalty).
     validation_scores : list of float
         The validation score of each epoch (early stopping only; higher is better).
+    validation_loss_curve : list of float
+        The validation loss of each epoch (when :func:`train` is given ``validation_loss``:
+        the estimators give it with early stopping).
     best_loss : float
         The lowest training cost so far.
     best_validation_score : float or None
@@ -114,6 +118,7 @@ class History:
 
     loss_curve: list[float] = dataclasses.field(default_factory=list)
     validation_scores: list[float] = dataclasses.field(default_factory=list)
+    validation_loss_curve: list[float] = dataclasses.field(default_factory=list)
     best_loss: float = math.inf
     best_validation_score: float | None = None
     n_iter: int = 0
@@ -136,6 +141,14 @@ class History:
             if state[key] is not None:
                 state[key] = state_to_numpy(state[key])
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        """A history pickled before a field existed gets that field's default."""
+        for field in dataclasses.fields(self):
+            if field.name not in state:
+                has_factory = field.default_factory is not dataclasses.MISSING
+                state[field.name] = field.default_factory() if has_factory else field.default
+        self.__dict__.update(state)
 
 
 def resolve_batch_size(batch_size: int | str, n_samples: int) -> int:
@@ -206,7 +219,8 @@ def _all_finite(xp, params) -> bool:
 def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_size: int | str = "auto",
           shuffle: bool = True, alpha: float = 0.0, rng: np.random.Generator | int | None = None,
           schedule: Schedule | None = None, tol: float = 1e-4, n_iter_no_change: int = 10,
-          validation_score: Callable[[], float] | None = None, history: History | None = None,
+          validation_score: Callable[[], float] | None = None, validation_loss: Callable[[], float] | None = None,
+          history: History | None = None,
           check_convergence: bool = True, verbose: bool = False,
           callback: Callable[[History], Any] | None = None, compile: bool | str = "auto",
           communicator: Any = None, distributed_data: str = "replicated", sample_weight=None) -> History:
@@ -246,6 +260,11 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         parameters with the best score are restored. With sharded data it may return
         ``(score, weight)`` (the number of validation rows): the ranks' scores are
         averaged with these weights.
+    validation_loss : callable, optional
+        ``validation_loss() -> float`` (or ``(loss, weight)`` with sharded data, like
+        ``validation_score``), called after each epoch; its values make
+        ``history.validation_loss_curve``. It does not decide anything (early stopping
+        follows ``validation_score``). :func:`validation_cost` makes one from held-out rows.
     history : History, optional
         Continue from this history, optimizer state included (``warm_start``, ``partial_fit``).
     check_convergence : bool
@@ -396,6 +415,8 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         if new_lr != lr:
             opt_state, lr = optimizer.set_learning_rate(opt_state, new_lr), new_lr
         score = _validation(validation_score, plan) if early_stopping else None
+        if validation_loss is not None:
+            history.validation_loss_curve.append(_validation(validation_loss, plan))
         _update_improvement(history, loss, tol, score, xp, params)
         if verbose and speak:
             if compiled:
@@ -403,6 +424,8 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
             line = f"Iteration {epoch}, loss = {loss:.8f}"
             if early_stopping:
                 line += f", validation score = {history.validation_scores[-1]:.6f}"
+            if validation_loss is not None:
+                line += f", validation loss = {history.validation_loss_curve[-1]:.8f}"
             print(f"{line} ({time.perf_counter() - start:.3f} s)", flush=True)
         history.opt_state, history.learning_rate = opt_state, lr
         if callback is not None:
@@ -431,8 +454,26 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
     return history
 
 
+def validation_cost(net: MLP, X, Y, sample_weight=None) -> Callable[[], float]:
+    """``validation_loss`` for :func:`train`: the mean cost ``J`` of the held-out rows ``X: (n, n0)``,
+    ``Y: (n, nL)`` (row layout, on the network's namespace, device and dtype) at the network's
+    parameters when called, weighted by ``sample_weight`` (``sum w L / sum w``) if given. The
+    data cost alone: no L2 penalty (``loss_curve`` has it). One host read per call."""
+    xp = net.xp
+    weights = None
+    if sample_weight is not None:
+        weights = normalized_weights(xp, xp.reshape(_device_weights(sample_weight, X.shape[0], net), (1, -1)))
+    Xc, Yc = X.T, Y.T
+
+    def loss() -> float:
+        _, cache = net._forward(Xc, net._params)
+        return float(net._cost(cache, Yc, weights))
+
+    return loss
+
+
 def _validation(validation_score, plan) -> float:
-    """The epoch's validation score: this process's, or (data parallel) the one agreed over the ranks."""
+    """The epoch's validation score (or loss): this process's, or (data parallel) the one agreed over the ranks."""
     if plan is None:
         return float(validation_score())
     value = error = None
