@@ -123,6 +123,7 @@ import errno
 import io as _stdio
 import json
 import math
+import numbers
 import os
 import re
 import secrets
@@ -1183,6 +1184,145 @@ def read_metadata(path, *, max_size: int | None = DEFAULT_MAX_SIZE) -> dict:
     return _read_archive(os.fspath(path), arrays=False, max_size=max_size)[0]
 
 
+# ------------------------------------------------------------------- estimator state
+def on_backend_or_numpy(build, name: str, device: Any, *, what: str, fall_back: bool = True, stacklevel: int = 2):
+    """``build(name, device)``, or, where that fails (the backend is not installed, no GPU, no such
+    device, no float64 there), ``build("numpy", None)`` with a ``RuntimeWarning`` that says so:
+    ``{what} was saved on backend 'cupy' (device cuda:0), which is not usable here (...); loading it
+    onto numpy``. ``fall_back=False`` (the caller asked for that backend): the error propagates.
+    ``stacklevel`` counts from the caller of this function (2: the caller's caller)."""
+    try:
+        return build(name, device)
+    except Exception as exc:  # not installed, no GPU, no such device, no float64, ...
+        if not fall_back:
+            raise
+        warnings.warn(f"{what} was saved on backend {name!r} (device {device}), which is not usable here "
+                      f"({exc}); loading it onto numpy", RuntimeWarning, stacklevel=stacklevel + 1)
+        return build("numpy", None)
+
+
+def _jsonable(value):
+    """Make a hyperparameter JSON-able (tuples to lists, NumPy scalars to Python, devices to names)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.random.Generator, np.random.RandomState)):
+        return None  # a generator object is not reproducible from JSON
+    return backends.device_name(value)
+
+
+def estimator_state(est) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``(meta, arrays)`` of a fitted estimator: a JSON-able description and host copies of the weights.
+
+    ``meta`` holds the class name, ``get_params()``, the architecture, the fitted attributes
+    and what the estimator's ``_target_meta()`` adds (``classes_``, ...); ``arrays`` holds
+    ``W1, b1, ..., WL, bL`` as NumPy arrays. The optimizer's moments are not saved (a loaded
+    model predicts, and a warm start begins with fresh moments).
+    """
+    est._check_fitted()
+    params = {k: _jsonable(v) for k, v in est.get_params().items()}
+    net_meta, arrays = mlp_state(est.net_)
+    meta = {
+        "class": type(est).__name__,
+        "params": params,
+        "sizes": net_meta["sizes"],
+        "activations": [a["name"] for a in net_meta["activations"]],
+        "activation_configs": [a["config"] for a in net_meta["activations"]],
+        "loss": net_meta["loss"],
+        "dtype": net_meta["dtype"],
+        "backend_": est.backend_,
+        "device_": est.device_,
+        "n_features_in_": est.n_features_in_,
+        "n_outputs_": est.n_outputs_,
+        "out_activation_": est.out_activation_,
+        "loss_curve_": [float(v) for v in est.loss_curve_],
+        "validation_scores_": None if est.validation_scores_ is None else list(est.validation_scores_),
+        "best_loss_": _jsonable(est.best_loss_),
+        "best_validation_score_": est.best_validation_score_,
+        "n_iter_": est.n_iter_,
+        "t_": est.t_,
+    }
+    if hasattr(est, "feature_names_in_"):
+        meta["feature_names_in_"] = [str(c) for c in est.feature_names_in_]
+    meta.update(est._target_meta())
+    return meta, arrays
+
+
+def estimator_from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], backend: str | None = None,
+                         device: Any = None):
+    """A fitted ``cls`` rebuilt from :func:`estimator_state`'s output.
+
+    ``backend``/``device``: where to put the network; by default where it was trained, or
+    NumPy (with a warning) where that backend is not usable here.
+    """
+    from .network import MLP
+    from .training import History
+
+    if meta.get("class") != cls.__name__:
+        raise ValueError(f"this state is of a {meta.get('class')!r}, not a {cls.__name__!r}")
+    params = dict(meta["params"])
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    est = cls(**params)
+    sizes = meta["sizes"]
+    acts = [get_activation(name, **config) for name, config in zip(meta["activations"],
+                                                                      meta["activation_configs"])]
+    name = backend if backend is not None else meta["backend_"]
+    dev = device if device is not None else (meta["device_"] if backend is None else None)
+    net = on_backend_or_numpy(lambda b, d: MLP(sizes, acts, meta["loss"], backend=b, device=d, dtype=meta["dtype"]),
+                              name, dev, what="this model", fall_back=backend is None, stacklevel=5)
+    net.params = [(net._from_host(arrays[f"W{l}"]), net._from_host(arrays[f"b{l}"])) for l in range(1, len(sizes))]
+    est.net_ = net
+    est.backend_ = net.backend
+    est.device_ = backends.device_name(net.device)
+    est.optimizer_ = None
+    est.n_features_in_ = meta["n_features_in_"]
+    est.n_outputs_ = meta["n_outputs_"]
+    est.n_layers_ = len(sizes)
+    est.out_activation_ = meta["out_activation_"]
+    history = History(loss_curve=list(meta["loss_curve_"]),
+                      validation_scores=list(meta["validation_scores_"] or []),
+                      best_loss=float(meta["best_loss_"]) if meta["best_loss_"] is not None else math.inf,
+                      best_validation_score=meta["best_validation_score_"],
+                      n_iter=meta["n_iter_"], t=meta["t_"])
+    est._set_history(history)
+    if "feature_names_in_" in meta:
+        est.feature_names_in_ = np.asarray(meta["feature_names_in_"], dtype=object)
+    est._restore_target_meta(meta)
+    return est
+
+
+def estimator_getstate(est) -> dict:
+    """An estimator's pickle state: its ``__dict__``, with a device object as its name and no best
+    parameters in the history (the network and optimizer pickle host copies themselves)."""
+    import copy
+
+    state = dict(est.__dict__)
+    if state.get("device") is not None and not isinstance(state["device"], (str, int)):
+        # Device objects (a JAX Device, say) need not pickle; their name resolves back.
+        state["device"] = backends.device_name(state["device"])
+    if state.get("history_") is not None:
+        state["history_"] = history = copy.copy(state["history_"])
+        history.best_params = None
+    return state
+
+
+def estimator_setstate(est, state: dict) -> None:
+    """Unpickle into ``est``; where the network landed elsewhere (its backend missing here), say so in
+    ``backend_``."""
+    est.__dict__.update(state)
+    net = est.__dict__.get("net_")
+    if net is not None:
+        est.backend_ = net.backend
+        est.device_ = backends.device_name(net.device)
+
+
 # ---------------------------------------------------------------------- estimators
 def _estimator_class(path: str, kind: str):
     """The xpmlp estimator class a file names (only xpmlp's own classes are ever looked up)."""
@@ -1312,20 +1452,20 @@ def _place_network(path: str, header: dict, backend: str | None, device: Any) ->
         return backend, device
     saved = header.get("saved_on") or {}
     name, saved_device = saved.get("backend", "numpy"), saved.get("device")
-    try:
+    wanted = (header.get("network") or {}).get("dtype")
+
+    def usable(name: str, dev: Any) -> tuple[str, Any]:
+        if name == "numpy" and dev is None:
+            return name, None
         xp = backends.get_namespace(name)
-        dev = backends.resolve_device(xp, saved_device if device is None else device)
-        dtypes = xp.__array_namespace_info__().dtypes(device=dev, kind="real floating")
-        wanted = (header.get("network") or {}).get("dtype")
-        if wanted is not None and wanted not in dtypes:
+        dev = backends.resolve_device(xp, dev)
+        if wanted is not None and wanted not in xp.__array_namespace_info__().dtypes(device=dev, kind="real floating"):
             raise TypeError(f"dtype {wanted} is not supported there")
         return name, dev
-    except Exception as exc:  # not installed, no GPU, no such device, no float64, ...
-        if device is not None:
-            raise
-        warnings.warn(f"{path} was saved on backend {name!r} (device {saved_device}), which is not usable here "
-                      f"({exc}); loading it onto numpy", RuntimeWarning, stacklevel=4)
-        return "numpy", None
+
+    if device is not None:
+        return usable(name, device)
+    return on_backend_or_numpy(usable, name, saved_device, what=path, stacklevel=4)  # load's caller
 
 
 def _rebuild(path: str, header: dict, arrays: dict[str, np.ndarray], backend: str | None, device: Any):
