@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-
-import numpy as np
 
 __all__ = ["Rule", "Number", "Integer", "OneOf", "Known", "Flag", "Or", "Check", "check_all"]
 
@@ -46,8 +45,15 @@ class Rule:
         return True
 
 
+def _is_bool(value: Any) -> bool:
+    """A Python or NumPy bool (NumPy is not imported for this: where it is not loaded, no value is
+    one of its bools; this module stays importable by the CLI without it)."""
+    np = sys.modules.get("numpy")
+    return isinstance(value, bool) or (np is not None and isinstance(value, np.bool_))
+
+
 def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, numbers.Real) and not _is_bool(value)
 
 
 class Number(Rule):
@@ -79,15 +85,15 @@ class Integer(Rule):
         return f"an integer >= {self.low}"
 
     def __call__(self, name: str, value: Any) -> Any:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < self.low:
+        if _is_bool(value) or not isinstance(value, numbers.Integral) or value < self.low:
             raise ValueError(f"{name} must be {self.allowed()}, got {value!r}")
         return value
 
 
 def _matches(value: Any, choice: Any) -> bool:
     """``value == choice``, where a bool only matches a bool (1 is not True here)."""
-    if isinstance(choice, bool) or isinstance(value, (bool, np.bool_)):
-        return isinstance(value, (bool, np.bool_)) and isinstance(choice, bool) and bool(value) == choice
+    if isinstance(choice, bool) or _is_bool(value):
+        return _is_bool(value) and isinstance(choice, bool) and bool(value) == choice
     try:
         return bool(value == choice)
     except Exception:  # an array, say: not one of the choices
@@ -142,7 +148,7 @@ class Flag(Rule):
         return "True or False"
 
     def __call__(self, name: str, value: Any) -> Any:
-        if not isinstance(value, (bool, np.bool_, int)):
+        if not (_is_bool(value) or isinstance(value, int)):
             raise TypeError(f"{name} must be True or False, got {value!r}")
         return value
 
