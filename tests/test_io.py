@@ -144,7 +144,7 @@ def test_saving_something_else_is_a_type_error(tmp_path):
 
 
 def test_string_object_arrays_come_back_as_objects():
-    from xpmlp.io import _encode_array
+    from xpmlp.io._write import _encode_array
 
     host, entry = _encode_array("classes", np.array(["cat", "dog"], dtype=object))
     assert host.dtype.kind == "U" and entry == {"dtype": "<U3", "shape": [2], "restore": "object"}
@@ -193,7 +193,7 @@ def test_save_through_a_symbolic_link_replaces_its_target(tmp_path, net):
 def test_failed_rename_leaves_no_temp_file(tmp_path, net, monkeypatch, o_tmpfile):
     import xpmlp.io as xio
 
-    monkeypatch.setattr(xio, "_USE_O_TMPFILE", o_tmpfile)
+    monkeypatch.setattr(xio._write, "_USE_O_TMPFILE", o_tmpfile)
     path = tmp_path / "m.xpmlp"
     save(net, path)
     before = path.read_bytes()
