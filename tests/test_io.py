@@ -335,6 +335,34 @@ def test_unusable_saved_backend_falls_back_to_numpy(saved, monkeypatch):
     assert net.backend == "numpy"
 
 
+def test_the_fallback_warning_points_at_the_callers_load(saved, monkeypatch):
+    _rewrite(saved, lambda h: h.update(saved_on={"backend": "cupy", "device": "cuda:3"}))
+    hide_backend(monkeypatch, "cupy")
+    with pytest.warns(RuntimeWarning, match="onto numpy") as caught:
+        load(saved)
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_an_estimator_from_an_unusable_backend_loads_onto_numpy(tmp_path, monkeypatch, rng):
+    """The estimator's file goes through the same fallback as a network's, with the same words."""
+    X = rng.standard_normal((30, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0, backend="array_api_strict",
+                        device="device1").fit(X, y)
+    path = tmp_path / "clf.xpmlp"
+    clf.save(path)
+    hide_backend(monkeypatch, "array_api_strict")
+    with pytest.warns(RuntimeWarning, match=r"^this model was saved on backend 'array_api_strict' \(device "
+                                            r"device1\), which is not usable here \(.*simulated.*\); loading it "
+                                            r"onto numpy$") as caught:
+        back = load(path)
+    assert [w.filename for w in caught] == [__file__]
+    assert back.backend_ == "numpy" and back.device_ == "cpu"
+    np.testing.assert_array_equal(back.predict_proba(X), np.asarray(clf.predict_proba(X)))
+    with pytest.raises(ImportError, match="simulated"):  # asked for: no fallback
+        load(path, backend="array_api_strict")
+
+
 def test_unknown_requested_backend_or_device_is_not_a_file_error(saved):
     with pytest.raises(ValueError, match="unknown backend 'tensorflow'") as info:
         load(saved, backend="tensorflow")
