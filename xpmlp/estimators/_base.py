@@ -31,6 +31,8 @@ class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, validation, backends, training."""
 
     _loss_name = ""
+    #: name -> rule for every hyperparameter (``_parameters.py``); a subclass may extend it
+    _PARAMETERS = _parameters.PARAMETERS
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
@@ -73,7 +75,7 @@ class _BaseMLP(BaseEstimator):
     def _validate_params(self) -> None:
         """Check every hyperparameter (the table in ``_parameters.py``), naming the bad value and what
         is allowed; keeps the normalised hidden layer widths in ``_hidden``."""
-        checked = _parameters.validate(self)
+        checked = _parameters.validate(self, self._PARAMETERS)
         self._hidden = checked["hidden_layer_sizes"]
 
     # ------------------------------------------------------------- placement

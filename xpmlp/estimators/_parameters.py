@@ -1,7 +1,8 @@
 """The estimators' hyperparameters: one table of rules (:mod:`xpmlp._params`), checked at fit.
 
 A new hyperparameter is a row here (and an argument of ``_BaseMLP.__init__``); a rule for
-one estimator only goes into that estimator's ``_PARAMETERS`` (merged over this table).
+one estimator only goes into that estimator's ``_PARAMETERS``, e.g.
+``_PARAMETERS = {**PARAMETERS, "loss": Known(lambda: [...])}`` on the regressor.
 """
 
 from __future__ import annotations
