@@ -351,7 +351,7 @@ def test_compiled_jax_training_with_weights_equals_eager(config, rng):
     ([np.inf] * 20, r"sample_weight contains NaN or infinity \(20 of 20; the first at row 0: inf\)"),
     ([1.0] * 19, r"sample_weight has 19 weights but there are 20 samples"),
     (np.ones((20, 1)), r"sample_weight must be 1-D, one weight per sample; got shape \(20, 1\)"),
-    ([0.0] * 20, r"sample_weight is 0 for every row; at least one row needs a positive weight"),
+    ([0.0] * 20, r"sample_weight is zero for every row: the weights sum to zero; at least one row needs a positive weight"),
     (["a"] * 20, r"sample_weight must hold real numbers, got dtype <U1"),
     ([True] * 20, r"sample_weight must hold real numbers, got dtype bool"),
     ([1e39] * 20, r"sample_weight has values too large for float32 \(the largest is 1e\+39\)"),

@@ -340,8 +340,8 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
     if weights is not None:
         per_epoch = float(xp.sum(weights)) if plan is None else plan.weight_total
         if not per_epoch > 0:
-            raise ValueError("sample_weight is 0 for every row" + ("" if plan is None else " (over all ranks)")
-                             + "; at least one row needs a positive weight")
+            raise ValueError("sample_weight is zero for every row" + ("" if plan is None else " (over all ranks)")
+                             + ": the weights sum to zero; at least one row needs a positive weight")
     net.loss.check_targets(Y, xp=xp)
     speak = plan is None or comm.rank == 0  # only rank 0 prints and warns
     schedule = schedule if schedule is not None else Constant(optimizer.learning_rate)
