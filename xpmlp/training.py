@@ -16,6 +16,10 @@ device (``sum J * m_batch``) and read once per epoch with one ``float()``.
 
 The cost reported (``loss_curve``) is scikit-learn's: the mean data cost plus the
 L2 penalty ``alpha / (2 m) * sum ||W||^2`` of each batch, weighted by its size.
+With ``sample_weight`` a batch's cost is ``sum w L / sum w`` plus
+``alpha / (2 sum w) * sum ||W||^2`` (scikit-learn's), and the epoch's is the mean of the
+batches' costs weighted by their weight sums (scikit-learn weights them by their sizes;
+the two agree where the weights are the same everywhere).
 
 With a ``communicator`` the same loop runs data-parallel on every rank
 (:mod:`xpmlp.distributed`): one all-reduce per step, the epoch's loss identical
