@@ -313,3 +313,136 @@ def test_scipy_is_imported_only_when_used_and_missing_scipy_is_a_clear_error(mon
     net = xpmlp.MLP([4, 3], ["softmax"], "cross_entropy", dtype="float64", seed=0)
     with pytest.raises(ImportError, match="solver='lbfgs' needs SciPy.*pip install scipy"):
         fit_lbfgs(net, X, Y)
+
+
+# ----------------------------------------------------------------- the estimators' solver="lbfgs"
+def _on(backend, cls, **params):
+    backend.need_float64("float64")
+    return cls(solver="lbfgs", backend=backend.name, device=backend.device, dtype="float64", random_state=0,
+               **params)
+
+
+def test_regressor_lbfgs_reaches_the_ridge_optimum(backend):
+    """MLPRegressor(solver="lbfgs") without hidden layers is ridge regression: the normal equations'
+    answer to 1e-4 (the tolerance of the first test), on every backend."""
+    X, Y = _ridge_data()
+    reg = _on(backend, xpmlp.MLPRegressor, hidden_layer_sizes=(), alpha=2.0, tol=1e-12, max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        reg.fit(X, Y[:, 0])
+    W_star, b_star = _ridge_closed_form(X, Y, 2.0)
+    np.testing.assert_allclose(reg.coefs_[0].T, W_star, atol=1e-4)
+    np.testing.assert_allclose(reg.intercepts_[0], b_star[:, 0], atol=1e-4)
+    assert reg.backend_ == backend.name and reg.history_.compile_mode == ("jax" if backend.name == "jax" else "eager")
+
+
+def test_classifier_lbfgs_is_fit_lbfgs_on_the_initial_network():
+    """The estimator's lbfgs path is fit_lbfgs on its network and one-hot targets: same parameters,
+    scikit-learn's attributes (n_iter_ of this fit, loss_ at the result, t_ 0)."""
+    X, y, Y = _classification_data()
+    clf = xpmlp.MLPClassifier((8,), activation="tanh", solver="lbfgs", alpha=1e-3, max_iter=12, tol=0.0,
+                              random_state=0, dtype="float64")
+    with pytest.warns(ConvergenceWarning, match="12 iteration"):
+        clf.fit(X, y)
+    # the estimator's first draws from random_state=0 are the initial weights
+    net = xpmlp.MLP([4, 8, 3], ["tanh", "softmax"], "cross_entropy", dtype="float64", seed=0)
+    with pytest.warns(ConvergenceWarning):
+        history = fit_lbfgs(net, X, Y, alpha=1e-3, max_iter=12, tol=0.0)
+    for (W, b), coef in zip(net.params, clf.coefs_):
+        np.testing.assert_allclose(W.T, coef, atol=1e-12)
+    assert clf.n_iter_ == 12 and clf.t_ == 0 and clf.loss_ == history.loss_curve[-1] == clf.loss_curve_[-1]
+    assert clf.best_loss_ == clf.loss_ and clf.validation_scores_ is None and clf.optimizer_ is None
+
+
+def test_lbfgs_warm_start_counts_each_fit_and_continues():
+    X, y, Y = _classification_data()
+    clf = xpmlp.MLPClassifier((8,), solver="lbfgs", max_iter=5, tol=0.0, warm_start=True, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X, y)
+    first = clf.loss_
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 5  # scikit-learn: 5, not 10
+    assert clf.loss_ < first and clf.loss_curve_[0] < first  # it went on from the first fit's weights
+
+
+def test_lbfgs_ignores_early_stopping_and_batches_as_sklearn():
+    X, y, Y = _classification_data()
+    base = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=15, random_state=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = xpmlp.MLPClassifier(**base).fit(X, y)
+        other = xpmlp.MLPClassifier(**base, early_stopping=True, batch_size=7, learning_rate_init=0.5,
+                                    shuffle=False).fit(X, y)
+    for a, b in zip(plain.coefs_, other.coefs_):
+        np.testing.assert_array_equal(a, b)
+    assert other.validation_scores_ is None and other.best_validation_score_ is None
+
+
+@pytest.mark.parametrize("cls", ["MLPClassifier", "MLPRegressor"])
+def test_partial_fit_is_refused_for_lbfgs(cls):
+    X, y, Y = _classification_data()
+    est = getattr(xpmlp, cls)((4,), solver="lbfgs")
+    with pytest.raises(AttributeError, match="partial_fit is only available for stochastic optimizers. lbfgs is "
+                                             "not stochastic"):
+        est.partial_fit(X, y, **({"classes": [0, 1, 2]} if cls == "MLPClassifier" else {}))
+    assert not hasattr(est, "net_")
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(max_fun=0), "max_fun must be an integer >= 1, got 0"),
+    (dict(max_fun=1.5), "max_fun must be an integer >= 1, got 1.5"),
+    (dict(solver="lbgfs"), r"unknown solver 'lbgfs'; expected one of \[.*'lbfgs'.*\]"),
+])
+def test_lbfgs_parameters_are_validated(params, message):
+    X, y, Y = _classification_data()
+    with pytest.raises(ValueError, match=message):
+        xpmlp.MLPClassifier((4,), **params).fit(X, y)
+
+
+def test_lbfgs_model_saves_loads_and_pickles(backend, tmp_path):
+    import pickle
+
+    X, y, Y = _classification_data()
+    clf = _on(backend, xpmlp.MLPClassifier, hidden_layer_sizes=(6,), max_iter=8, max_fun=40)
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X, y)
+    path = tmp_path / "lbfgs.xpmlp"
+    clf.save(path)
+    for back in (xpmlp.load(path), pickle.loads(pickle.dumps(clf))):
+        assert back.solver == "lbfgs" and back.max_fun == 40 and back.max_iter == 8
+        assert back.n_iter_ == clf.n_iter_ and back.loss_ == clf.loss_
+        np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+
+
+def test_lbfgs_non_finite_start_leaves_a_usable_model(backend):
+    X, Y = _ridge_data()
+    reg = _on(backend, xpmlp.MLPRegressor, hidden_layer_sizes=(4,))
+    with pytest.raises(NonFiniteLossError, match="initial parameters"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reg.fit(X * 1e200, Y[:, 0] * 1e200)
+    assert np.isfinite(reg.predict(X)).all() and reg.n_iter_ == 0
+
+
+def test_lbfgs_refuses_data_parallel():
+    from xpmlp.distributed import Communicator
+
+    X, y, Y = _classification_data()
+
+    class OneRank(Communicator):  # one process standing in for rank 0 of 1
+        def __init__(self):
+            super().__init__(0, 1)
+
+        def agree(self, error, what):
+            if error is not None:
+                raise error
+
+        def allgather_object(self, obj):
+            return [obj]
+
+        def broadcast_object(self, obj, root=0):
+            return obj
+
+    clf = xpmlp.MLPClassifier((4,), solver="lbfgs", distributed=OneRank())
+    with pytest.raises(ValueError, match="solver='lbfgs' does not run data-parallel"):
+        clf.fit(X, y)

@@ -96,3 +96,93 @@ def test_dense_rows_cover_the_matrix():
     chunks = [_sparse.dense_rows(X, s, min(s + 7, 50), "float32") for s in range(0, 50, 7)]
     assert all(c.dtype == np.float32 for c in chunks)
     np.testing.assert_array_equal(np.concatenate(chunks), A.astype(np.float32))
+
+
+# ----------------------------------------------------------------- the estimators
+import warnings  # noqa: E402
+
+import xpmlp  # noqa: E402
+from xpmlp.training import ConvergenceWarning  # noqa: E402
+
+
+def _labels(A):
+    return (A[:, 0] + A[:, 1] > 0).astype(int) + (A[:, 2] > 0.3)
+
+
+def _fit(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+@pytest.mark.parametrize("fmt", ["csr_matrix", "csc_array"])
+def test_classifier_on_sparse_equals_dense_on_every_backend(backend, solver, fmt, monkeypatch):
+    """Sparse in, the same model and the same predictions as the dense matrix, computed on the
+    chosen backend; predictions in several chunks (a small prediction budget)."""
+    pytest.importorskip("scipy.optimize")
+    A = _dense(shape=(60, 7), density=0.4)
+    y = _labels(A)
+    params = dict(hidden_layer_sizes=(5,), solver=solver, max_iter=6, random_state=0, backend=backend.name,
+                  device=backend.device)
+    dense = _fit(xpmlp.MLPClassifier(**params), A, y)
+    sparse = _fit(xpmlp.MLPClassifier(**params), getattr(sp, fmt)(A), y)
+    assert sparse.backend_ == backend.name
+    for a, b in zip(sparse.coefs_, dense.coefs_):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(xpmlp.estimators, "PREDICT_MEMORY_BUDGET", 400)  # a few rows a chunk
+    X_sparse = getattr(sp, fmt)(A)
+    proba = sparse.predict_proba(X_sparse)
+    assert isinstance(proba, np.ndarray)
+    np.testing.assert_array_equal(proba, dense.predict_proba(A))
+    np.testing.assert_array_equal(sparse.predict(X_sparse), dense.predict(A))
+    assert sparse.score(X_sparse, y) == dense.score(A, y)
+
+
+def test_regressor_and_partial_fit_on_sparse():
+    A = _dense(shape=(40, 5))
+    target = A @ np.arange(1.0, 6.0)
+    dense = xpmlp.MLPRegressor((4,), random_state=0)
+    sparse = xpmlp.MLPRegressor((4,), random_state=0)
+    for _ in range(3):
+        dense.partial_fit(A, target)
+        sparse.partial_fit(sp.csr_matrix(A), target)
+    np.testing.assert_array_equal(sparse.predict(sp.coo_matrix(A)), dense.predict(A))
+    assert sparse.score(sp.csr_array(A), target) == dense.score(A, target)
+
+
+def test_integer_sparse_input_is_numbers():
+    A = (_dense(shape=(30, 4)) > 0).astype(np.int64)
+    y = A[:, 0] ^ A[:, 1]
+    clf = _fit(xpmlp.MLPClassifier((4,), max_iter=3, random_state=0), sp.csr_matrix(A), y)
+    ref = _fit(xpmlp.MLPClassifier((4,), max_iter=3, random_state=0), A, y)
+    np.testing.assert_array_equal(clf.predict_proba(sp.csr_matrix(A)), ref.predict_proba(A))
+
+
+def test_nan_in_sparse_is_refused_at_fit_and_predict():
+    A = _dense()
+    y = _labels(A)
+    bad = A.copy()
+    bad[4, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity .*row 4, column 2"):
+        xpmlp.MLPClassifier((3,)).fit(sp.csr_matrix(bad), y)
+    clf = _fit(xpmlp.MLPClassifier((3,), max_iter=2), sp.csr_matrix(A), y)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        clf.predict(sp.csc_matrix(bad))
+
+
+def test_wrong_number_of_features_in_sparse_is_refused():
+    A = _dense()
+    clf = _fit(xpmlp.MLPClassifier((3,), max_iter=2), sp.csr_matrix(A), _labels(A))
+    with pytest.raises(ValueError, match="X has 6 features, but MLPClassifier is expecting 7"):
+        clf.predict(sp.csr_matrix(A[:, :6]))
+
+
+def test_fit_beyond_the_dense_budget_is_refused_and_prediction_is_not(monkeypatch):
+    A = _dense(shape=(200, 7))
+    y = _labels(A)
+    clf = _fit(xpmlp.MLPClassifier((3,), max_iter=2, random_state=0), A, y)
+    monkeypatch.setattr(_sparse, "FIT_DENSE_BUDGET", 1000)  # float32: 200 x 7 x 4 = 5600 bytes
+    with pytest.raises(MemoryError, match=r"shape \(200, 7\).*over the limit"):
+        xpmlp.MLPClassifier((3,)).fit(sp.csr_matrix(A), y)
+    np.testing.assert_array_equal(clf.predict_proba(sp.csr_matrix(A)), clf.predict_proba(A))  # chunks: no limit

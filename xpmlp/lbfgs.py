@@ -47,6 +47,7 @@ import array_api_compat
 import numpy as np
 
 from . import backends
+from ._params import Integer, Number
 from .compile import resolve_mode
 from .network import MLP
 from .step import flatten, sum_of_squares, unflatten
@@ -66,19 +67,6 @@ def _scipy_minimize():
 
 class _OutOfEvaluations(Exception):
     """Raised inside the objective instead of a (max_fun + 1)-th evaluation."""
-
-
-def _check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def _check_nonnegative(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def _cost_and_gradient(net: MLP, like, l2: float, flat, X, Y):
@@ -198,8 +186,8 @@ def fit_lbfgs(net: MLP, X, Y, *, alpha: float = 0.0, max_iter: int = 200, max_fu
     if sample_weight is not None:
         raise NotImplementedError("sample_weight is not supported by fit_lbfgs yet (it needs per-sample "
                                   "weights in MLP.value_and_grad)")
-    max_iter, max_fun = _check_count("max_iter", max_iter), _check_count("max_fun", max_fun)
-    alpha, tol = _check_nonnegative("alpha", alpha), _check_nonnegative("tol", tol)
+    max_iter, max_fun = int(Integer(1)("max_iter", max_iter)), int(Integer(1)("max_fun", max_fun))
+    alpha, tol = float(Number(0.0)("alpha", alpha)), float(Number(0.0)("tol", tol))
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
     if X.shape[0] == 0:
