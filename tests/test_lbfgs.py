@@ -386,7 +386,9 @@ def test_partial_fit_is_refused_for_lbfgs(cls):
     with pytest.raises(AttributeError, match="partial_fit is only available for stochastic optimizers. lbfgs is "
                                              "not stochastic"):
         est.partial_fit(X, y, **({"classes": [0, 1, 2]} if cls == "MLPClassifier" else {}))
-    assert not hasattr(est, "net_")
+    assert not hasattr(est, "partial_fit") and not hasattr(est, "net_")  # as scikit-learn's available_if
+    est.set_params(solver="adam")
+    assert callable(est.partial_fit) and getattr(xpmlp, cls).partial_fit.__doc__
 
 
 @pytest.mark.parametrize("params, message", [

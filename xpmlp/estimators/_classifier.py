@@ -8,7 +8,7 @@ import array_api_compat
 import numpy as np
 
 from .. import backends
-from ._base import _BaseMLP
+from ._base import _BaseMLP, stochastic_only
 from ._placement import concat_rows, host
 from ._sklearn import ClassifierMixin
 
@@ -135,6 +135,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         called after every epoch (see :func:`xpmlp.train`). Returns ``self``."""
         return self._fit(X, y, incremental=False, callback=callback)
 
+    @stochastic_only
     def partial_fit(self, X, y, classes=None):
         """One epoch on ``(X, y)``; ``classes`` (all labels) is required on the first call
         (except for multilabel targets). Returns ``self``."""

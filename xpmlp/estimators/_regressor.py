@@ -6,7 +6,7 @@ import array_api_compat
 import numpy as np
 
 from .. import backends
-from ._base import _BaseMLP
+from ._base import _BaseMLP, stochastic_only
 from ._placement import as_float, host
 from ._sklearn import RegressorMixin
 
@@ -35,6 +35,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         ``callback(history)``, if given, is called after every epoch. Returns ``self``."""
         return self._fit(X, y, incremental=False, callback=callback)
 
+    @stochastic_only
     def partial_fit(self, X, y):
         """One epoch on ``(X, y)``; returns ``self``."""
         return self._fit(X, y, incremental=True)
