@@ -247,9 +247,10 @@ def test_non_finite_loss_at_the_start_is_an_error_and_the_model_stays_usable(bac
     huge = 1e200 if dtype == "float64" else 1e30  # finite inputs whose squared outputs overflow
     X, Y = _ridge_data()
     net = backend.mlp([5, 4, 1], ["relu", "identity"], "squared_error", dtype=dtype, seed=0)
-    start = _host(backend, net)
+    start, arrays = _host(backend, net), list(net.params)
     with pytest.raises(NonFiniteLossError, match="initial parameters.*keeps its initial parameters"):
         fit_lbfgs(net, backend.asarray(X * huge, dtype), backend.asarray(Y * huge, dtype), max_iter=5)
+    assert all(a is b for a, b in zip(net.params, arrays))  # not even replaced
     for (W, b), (W0, b0) in zip(_host(backend, net), start):
         np.testing.assert_array_equal(W, W0)
         np.testing.assert_array_equal(b, b0)

@@ -238,7 +238,8 @@ def fit_lbfgs(net: MLP, X, Y, *, alpha: float = 0.0, max_iter: int = 200, max_fu
                       f"iteration ({history.n_iter - start_iter})", UserWarning, stacklevel=2)
         return history
     except NonFiniteLossError:
-        net.params = unflatten(xp, objective.to_device(accepted["x"]), objective.like)
+        if history.n_iter > start_iter:  # else the network still holds its starting parameters
+            net.params = unflatten(xp, objective.to_device(accepted["x"]), objective.like)
         history.steps = start_steps + objective.n_fun
         raise
     if cost is None:  # out of evaluations before the first iteration: the start is the result
