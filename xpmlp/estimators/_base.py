@@ -11,9 +11,7 @@ The fit (:meth:`_BaseMLP._fit`) runs in four steps, each one method, where new f
 
 from __future__ import annotations
 
-import functools
 import math
-import types
 from typing import Any
 
 import array_api_compat
@@ -27,23 +25,6 @@ from ..training import History, train
 from . import _parameters
 from ._placement import Placed, chunk_rows, concat_rows, place
 from ._sklearn import BaseEstimator, NotFittedError
-
-
-class stochastic_only:
-    """A method of the stochastic solvers only (``partial_fit``): with ``solver="lbfgs"`` looking it up
-    raises scikit-learn's ``AttributeError``, so that ``hasattr(est, "partial_fit")`` is False there too."""
-
-    def __init__(self, method):
-        self.method = method
-        functools.update_wrapper(self, method)
-
-    def __get__(self, est, owner=None):
-        if est is None:
-            return self.method
-        if est.solver == "lbfgs":
-            raise AttributeError(f"partial_fit is only available for stochastic optimizers. {est.solver} is not "
-                                 "stochastic.")
-        return types.MethodType(self.method, est)
 
 
 class _BaseMLP(BaseEstimator):

@@ -8,9 +8,9 @@ import array_api_compat
 import numpy as np
 
 from .. import backends
-from ._base import _BaseMLP, stochastic_only
+from ._base import _BaseMLP
 from ._placement import concat_rows, host
-from ._sklearn import ClassifierMixin
+from ._sklearn import ClassifierMixin, stochastic_only
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

@@ -6,9 +6,9 @@ import array_api_compat
 import numpy as np
 
 from .. import backends
-from ._base import _BaseMLP, stochastic_only
+from ._base import _BaseMLP
 from ._placement import as_float, host
-from ._sklearn import RegressorMixin
+from ._sklearn import RegressorMixin, stochastic_only
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
