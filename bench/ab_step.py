@@ -45,6 +45,15 @@ def _old_step(mod, net, lr):
     return step
 
 
+def _one_hot_seed_loss(mod):
+    """Cross-entropy with the one-hot-only seed ``(A - Y)/m`` of the old revision (``--one-hot-seed``):
+    separates the cost of the exact seed ``(A * sum(Y) - Y)/m`` from the rest of the step."""
+    class OneHotSeed(mod.losses.CrossEntropy):
+        def fused_dZ(self, A, Y, *, xp):
+            return (A - Y) / Y.shape[1]
+    return OneHotSeed()
+
+
 def _new_step(mod, net, lr):
     opt = mod.make_optimizer("adam", learning_rate=lr)
     params = list(net.params)
@@ -67,6 +76,8 @@ def main(argv=None) -> None:
     p.add_argument("--backend", default="numpy")
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--out", default=None, help="write the JSON here")
+    p.add_argument("--one-hot-seed", action="store_true",
+                   help="also time the new step with the old one-hot-only softmax/cross-entropy seed (A - Y)/m")
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -88,8 +99,11 @@ def main(argv=None) -> None:
         acts = ["relu"] * (L - 1) + ["softmax"]
         k = max(1, int(0.2 / (w.batch * sum(a * b for a, b in zip(w.sizes[:-1], w.sizes[1:])) * 6 / 2e10)))
         steps, nets = {}, {}
-        for name, mod, make in (("rev", old, _old_step), ("now", new, _new_step)):
-            net = mod.MLP(list(w.sizes), acts, "cross_entropy", backend=args.backend, dtype="float32", seed=0)
+        variants = [("rev", old, _old_step, "cross_entropy"), ("now", new, _new_step, "cross_entropy")]
+        if args.one_hot_seed:
+            variants.append(("now-one-hot-seed", new, _new_step, _one_hot_seed_loss(new)))
+        for name, mod, make, loss in variants:
+            net = mod.MLP(list(w.sizes), acts, loss, backend=args.backend, dtype="float32", seed=0)
             xp = net.xp
             Xd = mod.backends.to_backend(X, xp, net.device)
             Yd = mod.backends.to_backend(Y, xp, net.device)
@@ -97,9 +111,10 @@ def main(argv=None) -> None:
             Xb, Yb = xp.take(Xd, idx, axis=0), xp.take(Yd, idx, axis=0)
             steps[name] = (make(mod, net, w.lr), Xb, Yb)
             nets[name] = net
-        times = {"rev": [], "now": []}
+        names = [v[0] for v in variants]
+        times = {name: [] for name in names}
         for r in range(args.rounds + 1):
-            for name in (("rev", "now") if r % 2 else ("now", "rev")):
+            for name in names[r % len(names):] + names[:r % len(names)]:  # rotated every round
                 step, Xb, Yb = steps[name]
                 t0 = time.process_time()
                 for _ in range(k):
@@ -107,13 +122,19 @@ def main(argv=None) -> None:
                 float(J)
                 if r:  # round 0 warms up
                     times[name].append((time.process_time() - t0) / k)
-        rev, now = statistics.median(times["rev"]), statistics.median(times["now"])
-        rows.append({"workload": wname, "backend": args.backend, "steps_per_block": k, "rounds": args.rounds,
-                     "rev_ms": rev * 1e3, "now_ms": now * 1e3, "ratio": now / rev})
+        med = {name: statistics.median(t) for name, t in times.items()}
+        row = {"workload": wname, "backend": args.backend, "steps_per_block": k, "rounds": args.rounds,
+               "rev_ms": med["rev"] * 1e3, "now_ms": med["now"] * 1e3, "ratio": med["now"] / med["rev"]}
+        if args.one_hot_seed:
+            row["one_hot_seed_ms"] = med["now-one-hot-seed"] * 1e3
+            row["one_hot_seed_ratio"] = med["now-one-hot-seed"] / med["rev"]
+        rows.append(row)
     print(f"A/B of one eager training step (Adam), {args.backend}, 1 thread, CPU time; rev = {args.rev}")
-    print("| workload | rev ms/step | now ms/step | now / rev |\n|---|---:|---:|---:|")
+    extra = " now, one-hot seed / rev |" if args.one_hot_seed else ""
+    print(f"| workload | rev ms/step | now ms/step | now / rev |{extra}\n|---|---:|---:|---:|{'---:|' if extra else ''}")
     for r in rows:
-        print(f"| {r['workload']} | {r['rev_ms']:.4f} | {r['now_ms']:.4f} | {r['ratio']:.3f} |")
+        more = f" {r['one_hot_seed_ratio']:.3f} |" if args.one_hot_seed else ""
+        print(f"| {r['workload']} | {r['rev_ms']:.4f} | {r['now_ms']:.4f} | {r['ratio']:.3f} |{more}")
     print(f"load average {os.getloadavg()[0]:.2f}")
     if args.out:
         with open(args.out, "w") as f:

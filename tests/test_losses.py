@@ -93,6 +93,19 @@ def test_fused_pairs_agree_with_unfused_chain(backend, loss, g, rng):
 
 
 @pytest.mark.parametrize("loss, g", [("cross_entropy", acts.Softmax()), ("binary_cross_entropy", acts.Sigmoid())])
+def test_fused_forward_is_the_activation_and_its_aux_gives_the_same_cost(backend, dtype, rng, loss, g):
+    """The network's fused output layer: A is bit for bit the activation's forward, and the cost
+    from the reused aux (softmax: log A of the same exponentials) equals the cost from Z alone."""
+    xp = backend.xp
+    Z = backend.asarray(rng.standard_normal((5, 7)) * 30, dtype=dtype)
+    Y = backend.asarray(_targets(loss, rng, (5, 7)), dtype=dtype)
+    L = xpmlp.get_loss(loss)
+    A, aux = L.fused_forward(Z, g, xp=xp)
+    assert np.array_equal(backend.to_numpy(A), backend.to_numpy(g.forward(Z, xp=xp)))
+    assert float(L.value_from_logits(Z, Y, xp=xp, aux=aux)) == float(L.value_from_logits(Z, Y, xp=xp))
+
+
+@pytest.mark.parametrize("loss, g", [("cross_entropy", acts.Softmax()), ("binary_cross_entropy", acts.Sigmoid())])
 def test_fused_cost_is_finite_and_right_when_saturated(backend, dtype, loss, g):
     """A confidently wrong output: the cost from the logits is large and finite, not inf."""
     xp = backend.xp

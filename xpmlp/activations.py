@@ -84,7 +84,7 @@ class Interval:
 REALS = Interval(-math.inf, math.inf)
 
 
-class Activation:
+class Activation(_registry.Configured):
     """An activation ``g``: ``forward(Z) -> A`` and ``vjp(Z, A, dA) -> dZ``, all ``(n, m)``.
 
     ``xp`` is the Array API namespace of the arrays; implementations must use it
@@ -108,16 +108,6 @@ class Activation:
     def config(self) -> dict:
         """Keyword arguments that rebuild this activation (used for saving models)."""
         return {}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.config() == other.config()
-
-    def __hash__(self) -> int:
-        return hash((type(self), tuple(sorted(self.config().items()))))
 
 
 class Elementwise(Activation):

@@ -117,8 +117,14 @@ class Loss:
                          f"the loss is undefined and its gradient infinite, NaN or clamped); use one of {valid} as the output activation, or one of "
                          f"{others} as the loss")
 
-    def value_from_logits(self, Z, Y, *, xp):
-        """The mean cost computed from the output layer's ``Z`` (fused pairs only)."""
+    def fused_forward(self, Z, activation: Activation, *, xp):
+        """``(A, aux)``: the canonical ``activation``'s output for ``Z`` and what
+        :meth:`value_from_logits` can reuse of the same pass (``None`` here)."""
+        return activation.forward(Z, xp=xp), None
+
+    def value_from_logits(self, Z, Y, *, xp, aux=None):
+        """The mean cost computed from the output layer's ``Z`` (fused pairs only); ``aux`` is
+        :meth:`fused_forward`'s second value for the same ``Z``, or None."""
         raise NotImplementedError(f"{self.name} has no fused form")
 
     def fused_dZ(self, A, Y, *, xp):
@@ -182,7 +188,7 @@ class BinaryCrossEntropy(Loss):
         A = _clamp(A, fi.smallest_normal, 1.0 - fi.eps, xp=xp)
         return -(Y / A - (1.0 - Y) / (1.0 - A)) / Y.shape[1]
 
-    def value_from_logits(self, Z, Y, *, xp):
+    def value_from_logits(self, Z, Y, *, xp, aux=None):
         L = xp.maximum(Z, 0.0) - Y * Z + xp.log1p(xp.exp(-xp.abs(Z)))
         return xp.sum(L) / Y.shape[1]
 
@@ -211,9 +217,17 @@ class CrossEntropy(Loss):
         A = xp.maximum(A, xp.finfo(A.dtype).smallest_normal)
         return -(Y / A) / Y.shape[1]
 
-    def value_from_logits(self, Z, Y, *, xp):
+    def fused_forward(self, Z, activation, *, xp):
+        # The softmax's own arithmetic (so A is bit for bit activation.forward(Z)), keeping
+        # log A = Zs - log(sum exp Zs) from the same exponentials: the cost then takes no
+        # second pass of max, exp and sum over Z.
         Zs = Z - xp.max(Z, axis=0, keepdims=True)
-        log_A = Zs - xp.log(xp.sum(xp.exp(Zs), axis=0, keepdims=True))
+        E = xp.exp(Zs)
+        S = xp.sum(E, axis=0, keepdims=True)
+        return E / S, Zs - xp.log(S)
+
+    def value_from_logits(self, Z, Y, *, xp, aux=None):
+        log_A = aux if aux is not None else self.fused_forward(Z, None, xp=xp)[1]
         return -xp.sum(Y * log_A) / Y.shape[1]
 
     def fused_dZ(self, A, Y, *, xp):

@@ -58,6 +58,8 @@ class LayerCache(NamedTuple):
     A_prev: Any  #: (n[l-1], m), the layer's input (with dropout: the previous layer's A * D)
     Z: Any  #: (n[l], m), the pre-activation W A_prev + b
     A: Any  #: (n[l], m), the activation g(Z) (before dropout)
+    #: what a fused output layer keeps for its cost (softmax + cross-entropy: log A), else None
+    aux: Any = None
 
 
 def glorot_or_he(n_in: int, n_out: int, activation: Activation, rng: np.random.Generator) -> np.ndarray:
@@ -344,13 +346,18 @@ class MLP:
         xp = self.xp
         cache = []
         A = X
+        last = len(params) - 1
         for l, ((W, b), g) in enumerate(zip(params, self.activations)):
             A_prev = A
             Z = W @ A_prev + b
-            A = g.forward(Z, xp=xp)
-            cache.append(LayerCache(A_prev, Z, A))
-            if masks is not None and masks[l] is not None:
-                A = A * masks[l]
+            if l == last and self.fused_output:  # the output and what its cost reuses, in one pass
+                A, aux = self.loss.fused_forward(Z, g, xp=xp)
+                cache.append(LayerCache(A_prev, Z, A, aux))
+            else:
+                A = g.forward(Z, xp=xp)
+                cache.append(LayerCache(A_prev, Z, A))
+                if masks is not None and masks[l] is not None:
+                    A = A * masks[l]
         return A, cache
 
     def _forward_output(self, X, params):
@@ -377,7 +384,7 @@ class MLP:
     def _cost(self, cache, Y):
         xp = self.xp
         if self.fused_output:
-            return self.loss.value_from_logits(cache[-1].Z, Y, xp=xp)
+            return self.loss.value_from_logits(cache[-1].Z, Y, xp=xp, aux=cache[-1].aux)
         return self.loss.value(cache[-1].A, Y, xp=xp)
 
     def cost(self, X, Y, *, check_finite: bool = True):

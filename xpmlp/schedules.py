@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .optimizers import _positive  # one check for every learning rate
+from ._optimizer import positive as _positive  # one check for every learning rate
 
 __all__ = ["Schedule", "Constant", "InvScaling", "Adaptive", "Cosine", "SCHEDULES", "make_schedule"]
 
