@@ -65,13 +65,14 @@ def test_gradient_at_a_fixed_key_matches_central_differences(backend, acts, loss
 
 def test_forward_with_dropout_by_hand(rng):
     """J at key k is the cost of the network whose hidden layer l passes A[l] * keep / (1 - p),
-    keep = bernoulli(1 - p; seed, key k, stream l, shape (n[l], m))."""
+    keep = bernoulli(1 - p; seed, key k, stream l), one row of ceil(n[l] / 2) blocks per example
+    (the odd layer's last word unused)."""
     net = xpmlp.MLP(SIZES, ["relu", "tanh", "identity"], "squared_error", dtype="float64", seed=1,
                     dropout=[0.3, 0.6], dropout_seed=5)
     X, Y = _data(rng, m=9)
     (W1, b1), (W2, b2), (W3, b3) = net.params
-    keep1 = _random.bernoulli(np, (6, 9), 0.7, seed=5, key=40, stream=1)
-    keep2 = _random.bernoulli(np, (5, 9), 0.4, seed=5, key=40, stream=2)
+    keep1 = _random.bernoulli(np, (9, 6), 0.7, seed=5, key=40, stream=1).T
+    keep2 = _random.bernoulli(np, (9, 6), 0.4, seed=5, key=40, stream=2)[:, :5].T
     A1 = np.maximum(W1 @ X + b1, 0) * keep1 / 0.7
     A2 = np.tanh(W2 @ A1 + b2) * keep2 / 0.4
     A3 = W3 @ A2 + b3
@@ -95,6 +96,18 @@ def test_masks_drop_the_rate_and_scale_the_rest():
     assert all(np.array_equal(a, b) for a, b in zip(masks[:2], again[:2]))
     assert not np.array_equal(masks[0], other[0])
     assert not np.array_equal(masks[0][:300], masks[1])  # layers use their own streams
+
+
+@pytest.mark.parametrize("column0, m", [(0, 4), (3, 5), (7, 2)])
+def test_a_share_of_the_columns_draws_its_part_of_the_masks(column0, m):
+    """Data parallel: a rank holding columns column0 .. column0 + m - 1 of a batch draws exactly
+    those columns of the whole batch's masks (even and odd layer widths)."""
+    net = xpmlp.MLP([3, 6, 5, 2], ["relu", "relu", "softmax"], "cross_entropy", dtype="float64", seed=0,
+                    dropout=0.5, dropout_seed=3)
+    whole = net._dropout_masks(11, np.zeros((3, 9)))
+    part = net._dropout_masks(11, np.zeros((3, m)), column0=column0)
+    for D, P in zip(whole[:2], part[:2]):
+        assert np.array_equal(D[:, column0:column0 + m], P)
 
 
 def test_only_training_with_a_key_drops(rng):

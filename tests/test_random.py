@@ -105,6 +105,25 @@ def test_elements_are_the_interleaved_words_of_consecutive_blocks():
         assert bits[j] == block[j % 2] & M32
 
 
+def test_offset_starts_the_draw_at_a_later_block(backend):
+    """Rows 3.. of a (10, 8) draw are the (7, 8) draw from block 3 * 8 / 2 = 12 (an int or an array)."""
+    whole = _bits(backend, shape=(10, 8))
+    assert np.array_equal(_bits(backend, shape=(7, 8), offset=12), whole[3:])
+    offset = backend.xp.asarray(12, dtype=backend.xp.int32, device=backend.device)
+    assert np.array_equal(_bits(backend, shape=(7, 8), offset=offset), whole[3:])
+
+
+@pytest.mark.parametrize("n, m, column0", [(6, 5, 0), (5, 4, 0), (7, 3, 4)])
+def test_column_bits_are_the_rows_of_random_bits_transposed(backend, n, m, column0):
+    """column_bits(n, m, column0) = random_bits((m, 2h), offset=column0 h)[:, :n].T, h = ceil(n/2),
+    computed in the (n, m) layout; the same on every backend."""
+    h = (n + 1) // 2
+    want = _bits(_case("numpy"), shape=(m, 2 * h), offset=column0 * h)[:, :n].T
+    got = _random.column_bits(backend.xp, n, m, seed=12345, key=41, stream=2, column0=column0, device=backend.device)
+    assert tuple(got.shape) == (n, m)
+    assert np.array_equal(_u32(got), want)
+
+
 def test_key_as_a_device_array_gives_the_python_int_bits(backend):
     """The training loops pass the step key as a Python int (eager), an int32 array (JAX's scan)
     or an int64 counter (CUDA graphs): the same key gives the same bits."""

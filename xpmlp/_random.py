@@ -18,7 +18,9 @@ inputs onto it as::
 so a seed, a step key (the training step's counter), a stream (a layer) and an
 element index give the same 32 bits on NumPy, PyTorch, JAX, array-api-strict and
 CuPy (unverified on a GPU). Element ``j`` of a flattened draw takes word ``j % 2``
-of block ``j // 2``.
+of block ``offset + j // 2``: a draw of ``(m, n)`` starting at block ``offset = c n / 2``
+(``n`` even) is rows ``c .. c + m - 1`` of a larger one, so part of a draw (one
+rank's columns of a batch, say) can be computed without the rest.
 
 Portability. The words are held in **int32** arrays with the uint32 bits (two's
 complement): PyTorch has no ``add`` for uint32, JAX without x64 has no 64-bit
@@ -39,7 +41,7 @@ import numbers
 
 import array_api_compat
 
-__all__ = ["threefry2x32", "random_bits", "uniform", "bernoulli", "check_seed"]
+__all__ = ["threefry2x32", "random_bits", "column_bits", "uniform", "bernoulli", "below", "check_seed"]
 
 _MASK = 0xFFFFFFFF
 _PARITY = 0x1BD11BDA  #: Threefry's key-schedule constant (Threefish's C240 for 32-bit words)
@@ -106,9 +108,15 @@ def check_seed(seed, what: str = "seed") -> int:
     raise ValueError(f"{what} must be an integer in [0, 2**32), got {seed!r}")
 
 
-def _blocks(xp, n_blocks: int, seed: int, key, stream: int, device):
-    """The ``n_blocks`` blocks ``threefry2x32((seed, key), (i, stream))``, ``i = 0..n_blocks-1``."""
+def _is_zero(v) -> bool:
+    return isinstance(v, numbers.Integral) and v == 0
+
+
+def _blocks(xp, n_blocks: int, seed: int, key, stream: int, offset, device):
+    """The blocks ``threefry2x32((seed, key), (offset + i, stream))``, ``i = 0..n_blocks-1``."""
     index = xp.arange(n_blocks, dtype=xp.int32, device=device)
+    if not _is_zero(offset):
+        index = _add(index, _word(offset, xp, "offset"))
     return threefry2x32(xp, (check_seed(seed), key), (index, stream))
 
 
@@ -125,20 +133,36 @@ def _device(key, device):
     return device
 
 
-def random_bits(xp, shape, *, seed: int, key, stream: int = 0, device=None):
+def random_bits(xp, shape, *, seed: int, key, stream: int = 0, offset=0, device=None):
     """32 random bits per element, as an int32 array of ``shape`` (the uint32 bits).
 
     ``seed``: an int in ``[0, 2**32)``; ``key``: the step key, a Python int or a 0-d
     integer array (on the device: nothing is read back); ``stream``: a small int that
-    separates the draws of one step (xpmlp uses the layer). Same inputs, same bits, on
-    every backend.
+    separates the draws of one step (xpmlp uses the layer); ``offset``: the first block
+    (an int or a 0-d integer array). Same inputs, same bits, on every backend.
     """
     n = _size(shape)
-    x0, x1 = _blocks(xp, (n + 1) // 2, seed, key, stream, _device(key, device))
+    x0, x1 = _blocks(xp, (n + 1) // 2, seed, key, stream, offset, _device(key, device))
     bits = xp.reshape(xp.stack((x0, x1), axis=1), (-1,))  # element j: word j % 2 of block j // 2
     if n % 2:
         bits = bits[:n]
     return xp.reshape(bits, tuple(shape))
+
+
+def column_bits(xp, n: int, m: int, *, seed: int, key, stream: int = 0, column0=0, device=None):
+    """32 random bits per element of an ``(n, m)`` int32 array, one column after the other:
+    ``random_bits((m, 2 h), offset=column0 h)[:, :n].T`` with ``h = ceil(n / 2)``, computed in
+    the ``(n, m)`` layout (C order, no transpose). Column ``c`` holds the bits of blocks
+    ``(column0 + c) h .. + h``: a column's bits depend on its index, not on ``m``."""
+    h = (n + 1) // 2
+    device = _device(key, device)
+    columns = xp.arange(m, dtype=xp.int32, device=device)
+    if not _is_zero(column0):
+        columns = columns + _word(column0, xp, "column0")
+    index = xp.arange(h, dtype=xp.int32, device=device)[:, None] + columns[None, :] * h
+    x0, x1 = threefry2x32(xp, (check_seed(seed), key), (index, stream))
+    bits = xp.reshape(xp.stack((x0, x1), axis=1), (2 * h, m))  # row 2u + w: word w of block u
+    return bits[:n, :] if 2 * h != n else bits
 
 
 def uniform(xp, shape, *, seed: int, key, stream: int = 0, dtype=None, device=None):
@@ -146,7 +170,7 @@ def uniform(xp, shape, *, seed: int, key, stream: int = 0, dtype=None, device=No
     in float64 (the 53 bits of one whole block per element), exact on every backend."""
     dtype = xp.float32 if dtype is None else dtype
     if dtype == xp.float64:
-        x0, x1 = _blocks(xp, _size(shape), seed, key, stream, _device(key, device))
+        x0, x1 = _blocks(xp, _size(shape), seed, key, stream, 0, _device(key, device))
         hi = xp.astype((x0 >> 5) & ((1 << 27) - 1), dtype)  # 27 + 26 bits, as NumPy's random_sample
         lo = xp.astype((x1 >> 6) & ((1 << 26) - 1), dtype)
         u = (hi * float(1 << 26) + lo) * 2.0 ** -53
@@ -156,14 +180,25 @@ def uniform(xp, shape, *, seed: int, key, stream: int = 0, dtype=None, device=No
     return xp.reshape(u, tuple(shape))
 
 
-def bernoulli(xp, shape, p: float, *, seed: int, key, stream: int = 0, device=None):
+def bernoulli(xp, shape, p: float, *, seed: int, key, stream: int = 0, offset=0, device=None):
     """A boolean array of ``shape``, each element True with probability ``p`` (a Python float
     in [0, 1]), independently: ``bits < round(p 2**32)`` compared as unsigned 32-bit
-    integers, so the probability is exact to 2**-33 and no float is involved."""
+    integers, so the probability is exact to 2**-33 and no float is involved. The bits are
+    :func:`random_bits`'s (``offset`` likewise)."""
+    _check_probability(p)
+    return below(xp, random_bits(xp, shape, seed=seed, key=key, stream=stream, offset=offset, device=device), p)
+
+
+def _check_probability(p) -> None:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"a probability must be in [0, 1], got {p!r}")
+
+
+def below(xp, bits, p: float):
+    """``bits < round(p 2**32)`` with ``bits`` read as unsigned: True with probability ``p`` for
+    random bits (:func:`random_bits`, :func:`column_bits`)."""
+    _check_probability(p)
     threshold = round(p * 2.0 ** 32)
-    bits = random_bits(xp, shape, seed=seed, key=key, stream=stream, device=device)
     if threshold >= 1 << 32:
         return xp.ones_like(bits, dtype=xp.bool)
     # u < t as unsigned  <=>  (u ^ 2**31) < t - 2**31 as signed: flipping the top bit maps

@@ -205,9 +205,15 @@ class MLP:
     def dropout_seed(self, seed) -> None:
         self._dropout_seed = None if seed is None else _random.check_seed(seed, "dropout_seed")
 
-    def _dropout_masks(self, key, X):
+    def _dropout_masks(self, key, X, column0=0):
         """The scaled masks ``D[l] = keep[l] / (1 - p[l])``, ``(n[l], m)``, one per layer (None
-        for the output layer and where ``p[l] = 0``); None without a key or without dropout."""
+        for the output layer and where ``p[l] = 0``); None without a key or without dropout.
+
+        Column ``c`` of the batch (an example) takes the bits of blocks ``(column0 + c) h .. +h``,
+        ``h = ceil(n[l] / 2)``, of stream ``l``: an example's mask depends on its position in the
+        batch and not on the batch's width, so a rank holding columns ``column0 ..`` of a
+        data-parallel batch can draw exactly its part of the single-process masks.
+        """
         if key is None or not any(self._dropout):
             return None
         if self._dropout_seed is None:
@@ -217,9 +223,9 @@ class MLP:
         masks = [None] * self.n_layers
         for l, p in enumerate(self._dropout):
             if p:
-                keep = _random.bernoulli(xp, (self.sizes[l + 1], m), 1.0 - p, seed=self._dropout_seed, key=key,
-                                         stream=l + 1, device=device)
-                masks[l] = xp.astype(keep, self.dtype) * (1.0 / (1.0 - p))
+                bits = _random.column_bits(xp, self.sizes[l + 1], m, seed=self._dropout_seed, key=key,
+                                           stream=l + 1, column0=column0, device=device)
+                masks[l] = xp.astype(_random.below(xp, bits, 1.0 - p), self.dtype) * (1.0 / (1.0 - p))
         return masks
 
     # ------------------------------------------------------------------ backend
