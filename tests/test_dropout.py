@@ -204,7 +204,7 @@ def test_pickle_keeps_dropout_and_loads_older_networks():
     back = pickle.loads(pickle.dumps(net))
     assert back.dropout == (0.1, 0.4) and back.dropout_seed == 123 and back.init == "sklearn"
     state = net.__getstate__()
-    for name in ("_dropout", "_dropout_seed", "init"):
+    for name in ("_dropout", "_dropout_seed", "_dropping", "init"):
         del state[name]
     old = xpmlp.MLP.__new__(xpmlp.MLP)
     old.__setstate__(state)

@@ -195,6 +195,7 @@ class MLP:
     @dropout.setter
     def dropout(self, rates) -> None:
         self._dropout = _dropout_rates(rates, self.n_layers - 1)
+        self._dropping = any(self._dropout)  # read per step: one attribute instead of any()
 
     @property
     def dropout_seed(self) -> int | None:
@@ -214,7 +215,7 @@ class MLP:
         batch and not on the batch's width, so a rank holding columns ``column0 ..`` of a
         data-parallel batch can draw exactly its part of the single-process masks.
         """
-        if key is None or not any(self._dropout):
+        if key is None or not self._dropping:
             return None
         if self._dropout_seed is None:
             raise ValueError("dropout is on but dropout_seed is None: pass MLP(..., dropout_seed=...) or set "
@@ -472,7 +473,7 @@ class MLP:
         :attr:`dropout_seed` fix the masks (then ``J`` is the cost of the thinned
         network); without a key nothing is dropped.
         """
-        masks = self._dropout_masks(key, X)
+        masks = self._dropout_masks(key, X) if self._dropping else None
         _, cache = self._forward(X, params, masks)
         J = self._cost(cache, Y)
         return J, self._backward(cache, self._output_dZ(cache, Y), params, masks=masks)
@@ -513,7 +514,7 @@ class MLP:
         name, device = state.pop("backend_name"), state.pop("device_name")
         # networks pickled before init and dropout existed: he_glorot, no dropout
         state = {"init": "he_glorot", "_dropout": (0.0,) * (len(state["sizes"]) - 2), "_dropout_seed": None,
-                 **state}
+                 "_dropping": False, **state}
         self.__dict__.update(state)
         try:
             xp = backends.get_namespace(name)
