@@ -415,7 +415,7 @@ def test_prediction_runs_in_chunks_with_the_same_results(backend, rng, monkeypat
     scores = clf.score(Xd, y), reg.score(Xd, X[:, :2])
     # 7 rows a chunk: 50 rows in 8 chunks, the last one short
     monkeypatch.setattr(estimators, "PREDICT_MEMORY_BUDGET", 7 * 4 * (3 + 3 + 2 * 5))
-    assert estimators._chunk_rows([3, 5, 3], 4) == 7
+    assert estimators._placement.chunk_rows([3, 5, 3], 4, estimators.PREDICT_MEMORY_BUDGET) == 7
     chunked = [backend.to_numpy(f(Xd)) for f in (clf.predict_proba, clf.predict, reg.predict)]
     np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(chunked[1], whole[1])

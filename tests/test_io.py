@@ -144,7 +144,7 @@ def test_saving_something_else_is_a_type_error(tmp_path):
 
 
 def test_string_object_arrays_come_back_as_objects():
-    from xpmlp.io import _encode_array
+    from xpmlp.io._write import _encode_array
 
     host, entry = _encode_array("classes", np.array(["cat", "dog"], dtype=object))
     assert host.dtype.kind == "U" and entry == {"dtype": "<U3", "shape": [2], "restore": "object"}
@@ -193,7 +193,7 @@ def test_save_through_a_symbolic_link_replaces_its_target(tmp_path, net):
 def test_failed_rename_leaves_no_temp_file(tmp_path, net, monkeypatch, o_tmpfile):
     import xpmlp.io as xio
 
-    monkeypatch.setattr(xio, "_USE_O_TMPFILE", o_tmpfile)
+    monkeypatch.setattr(xio._write, "_USE_O_TMPFILE", o_tmpfile)
     path = tmp_path / "m.xpmlp"
     save(net, path)
     before = path.read_bytes()
@@ -333,6 +333,34 @@ def test_unusable_saved_backend_falls_back_to_numpy(saved, monkeypatch):
     with pytest.warns(RuntimeWarning, match="saved on backend 'cupy' \\(device cuda:3\\).*onto numpy"):
         net = load(saved)
     assert net.backend == "numpy"
+
+
+def test_the_fallback_warning_points_at_the_callers_load(saved, monkeypatch):
+    _rewrite(saved, lambda h: h.update(saved_on={"backend": "cupy", "device": "cuda:3"}))
+    hide_backend(monkeypatch, "cupy")
+    with pytest.warns(RuntimeWarning, match="onto numpy") as caught:
+        load(saved)
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_an_estimator_from_an_unusable_backend_loads_onto_numpy(tmp_path, monkeypatch, rng):
+    """The estimator's file goes through the same fallback as a network's, with the same words."""
+    X = rng.standard_normal((30, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0, backend="array_api_strict",
+                        device="device1").fit(X, y)
+    path = tmp_path / "clf.xpmlp"
+    clf.save(path)
+    hide_backend(monkeypatch, "array_api_strict")
+    with pytest.warns(RuntimeWarning, match=r"^this model was saved on backend 'array_api_strict' \(device "
+                                            r"device1\), which is not usable here \(.*simulated.*\); loading it "
+                                            r"onto numpy$") as caught:
+        back = load(path)
+    assert [w.filename for w in caught] == [__file__]
+    assert back.backend_ == "numpy" and back.device_ == "cpu"
+    np.testing.assert_array_equal(back.predict_proba(X), np.asarray(clf.predict_proba(X)))
+    with pytest.raises(ImportError, match="simulated"):  # asked for: no fallback
+        load(path, backend="array_api_strict")
 
 
 def test_unknown_requested_backend_or_device_is_not_a_file_error(saved):

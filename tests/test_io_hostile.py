@@ -638,9 +638,9 @@ def _orphans(directory, keep=("model.xpmlp",)):
 @pytest.fixture(params=[True, False], ids=["O_TMPFILE", "named-temp"])
 def save_path(request, monkeypatch):
     """Run a test with both ways of writing a save (the named one is the fallback)."""
-    if request.param and not xio._anonymous_files_work():
+    if request.param and not xio._write._anonymous_files_work():
         pytest.skip("O_TMPFILE is not available here")
-    monkeypatch.setattr(xio, "_USE_O_TMPFILE", request.param)
+    monkeypatch.setattr(xio._write, "_USE_O_TMPFILE", request.param)
     return request.param
 
 
@@ -668,11 +668,11 @@ def test_resaving_keeps_owner_and_group_where_allowed(tmp_path, save_path):
 
 
 def test_o_tmpfile_saves_never_name_a_file_before_it_is_complete(tmp_path, monkeypatch):
-    if not xio._anonymous_files_work():
+    if not xio._write._anonymous_files_work():
         pytest.skip("O_TMPFILE is not available here")
     calls = []
-    real = xio._create_temp
-    monkeypatch.setattr(xio, "_create_temp", lambda *args: calls.append(args[2]) or real(*args))
+    real = xio._write._create_temp
+    monkeypatch.setattr(xio._write, "_create_temp", lambda *args: calls.append(args[2]) or real(*args))
     path = tmp_path / "model.xpmlp"
     save(xpmlp.MLP([3, 2], ["identity"], seed=0), path)  # linked straight to the target
     save(xpmlp.MLP([3, 2], ["identity"], seed=1), path)  # linked to a temporary name, renamed over it
@@ -716,7 +716,7 @@ def test_sweep_removes_only_unlocked_old_temporary_files(tmp_path, save_path):
 _SAVER = """
 import os, sys
 import xpmlp, xpmlp.io as xio
-xio._USE_O_TMPFILE = sys.argv[2] == "anonymous"
+xio._write._USE_O_TMPFILE = sys.argv[2] == "anonymous"
 nets = [xpmlp.MLP({sizes}, ["relu", "tanh", "identity"], dtype="float64", seed=s) for s in (1, 2)]
 for _ in sys.stdin:  # one worker per line, forked so that the imports above are paid once
     pid = os.fork()

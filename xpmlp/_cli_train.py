@@ -40,7 +40,7 @@ class Data:
 # ---------------------------------------------------------------------- before training
 def _check_options(args) -> None:
     """Names with a "did you mean", output paths, backend and device: all before any data is read."""
-    from .estimators import _hidden_activations
+    from .estimators._parameters import hidden_activations as _hidden_activations
     from .optimizers import OPTIMIZERS
 
     if args.activation is not None:

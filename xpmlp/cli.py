@@ -29,6 +29,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Sequence, TextIO
 
+from ._params import Integer, Number
 from ._cli_checks import CommandError, UsageError, check_backend, check_output_path, one_line
 from .progress import ProgressBar, wanted
 
@@ -75,11 +76,12 @@ def _checked(convert, accept, expected: str, *, also: tuple[str, ...] = ()):
     return parse
 
 
-_positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
-_batch_size = _checked(int, lambda v: v >= 1, "a positive integer or 'auto'", also=("auto",))
-_positive_float = _checked(float, lambda v: 0.0 < v < float("inf"), "a positive number")
-_non_negative = _checked(float, lambda v: 0.0 <= v < float("inf"), "a non-negative number")
-_fraction = _checked(float, lambda v: 0.0 < v < 1.0, "a fraction between 0 and 1 (exclusive)")
+# the estimators' rules (xpmlp/_params.py) decide; the messages speak of the command line's text
+_positive_int = _checked(int, Integer(1).accepts, "a positive integer")
+_batch_size = _checked(int, Integer(1).accepts, "a positive integer or 'auto'", also=("auto",))
+_positive_float = _checked(float, Number(0.0, low_open=True).accepts, "a positive number")
+_non_negative = _checked(float, Number(0.0).accepts, "a non-negative number")
+_fraction = _checked(float, Number(0.0, 1.0, low_open=True).accepts, "a fraction between 0 and 1 (exclusive)")
 _delimiter = _checked(lambda t: {"tab": "\t", "\\t": "\t"}.get(t, t), lambda v: len(v) == 1 and v not in "\"\r\n",
                       "one character such as ';' (or 'tab')")
 

@@ -1,0 +1,289 @@
+"""The classifier: labels to outputs (binary, multiclass, multilabel), probabilities, accuracy."""
+
+from __future__ import annotations
+
+import warnings
+
+import array_api_compat
+import numpy as np
+
+from .. import backends
+from ._base import _BaseMLP
+from ._placement import concat_rows, host
+from ._sklearn import ClassifierMixin
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """A multilayer perceptron classifier with scikit-learn's interface, on any Array API backend.
+
+    Binary targets get one sigmoid output and binary cross-entropy; multiclass targets a
+    softmax output and cross-entropy; a multilabel indicator matrix ``(n_samples, n_labels)``
+    one sigmoid output per label. Labels may be of any type (ints, strings): ``classes_``
+    maps them to outputs.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default (100,)
+        Widths of the hidden layers.
+    activation : str, default "relu"
+        Of the hidden layers: ``"identity"``, ``"logistic"`` (= ``"sigmoid"``), ``"tanh"``,
+        ``"relu"``, or any other element-wise activation of :mod:`xpmlp.activations`.
+    solver : {"adam", "sgd", "adamw"}, default "adam"
+        ``"adamw"`` uses ``alpha`` as its decoupled weight decay instead of an L2 term.
+    alpha : float, default 1e-4
+        L2 penalty ``alpha / (2 m) sum ||W||^2`` (biases not penalised).
+    batch_size : int or "auto", default "auto"
+        ``min(200, n_samples)`` for ``"auto"``.
+    learning_rate : {"constant", "invscaling", "adaptive", "cosine"}, default "constant"
+        The schedule (for every solver, unlike scikit-learn where it applies to "sgd" only).
+        ``"adaptive"``: when the loss (or validation score) has not improved by ``tol`` for
+        more than ``n_iter_no_change`` epochs, divide the learning rate by 5 instead of
+        stopping, until it is at most 1e-6 (scikit-learn's code; its docs say "two epochs",
+        which is ``n_iter_no_change=2``). ``"cosine"`` decays to 0 over ``max_iter`` epochs.
+    learning_rate_init : float, default 1e-3
+    power_t : float, default 0.5
+        Exponent of ``"invscaling"``.
+    max_iter : int, default 200
+        Epochs.
+    shuffle : bool, default True
+    random_state : int >= 0, numpy Generator, numpy RandomState or None
+        Seeds the initial weights, the batches and the validation split (all drawn on the
+        host, so one seed gives the same model on every backend). Anything else (a string,
+        a float, a negative number, a list) is a ``ValueError`` naming ``random_state``.
+    tol : float, default 1e-4
+    verbose : bool, default False
+    warm_start : bool, default False
+    momentum : float, default 0.9
+        For ``"sgd"``.
+    nesterovs_momentum : bool, default True
+        For ``"sgd"``.
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the training data; stop when its accuracy
+        stalls and restore the best parameters.
+    validation_fraction : float, default 0.1
+    beta_1, beta_2, epsilon : float
+        For ``"adam"`` and ``"adamw"``.
+    n_iter_no_change : int, default 10
+    backend : str or None
+        ``None`` (follow the input arrays), ``"auto"``, or one of
+        ``"numpy", "cupy", "torch", "jax", "array_api_strict"``.
+    device : optional
+        A device of the backend (``"cuda:1"``, ``"cpu"``, ...).
+    dtype : {"float32", "float64"}, default "float32"
+    compile : "auto", True or False, default "auto"
+        Run the training epochs through the backend's compiler (:mod:`xpmlp.compile`):
+        ``"auto"`` compiles on JAX (a whole epoch as one XLA program) and runs the other
+        backends eagerly; ``True`` also captures CUDA graphs on CuPy and PyTorch-on-CUDA
+        (not yet verified on a GPU); ``False`` never compiles. Same results to rounding.
+    n_threads : int or None, default None
+        CPU threads of the BLAS/OpenMP libraries (and of PyTorch on the CPU) during ``fit`` and
+        ``predict``, restored afterwards. ``None`` chooses: one thread when a batch's matrix
+        products are small (they lose more to a late thread than they gain on a busy CPU), else the
+        CPUs no other process is using. No effect on JAX or on GPUs.
+    distributed : None, "mpi", "nccl", "torch" or a Communicator
+        Data-parallel training over processes (``mpiexec -n 4 python train.py``,
+        ``torchrun``): every rank runs the same ``fit``; one gradient all-reduce per step
+        (:mod:`xpmlp.distributed`). The classes are the union of the ranks' labels.
+    distributed_data : {"replicated", "sharded"}, default "replicated"
+        ``"replicated"``: every rank passes the same data and takes its share of each
+        batch (the model equals a one-process fit's, to rounding); ``"sharded"``: each
+        rank passes its own rows; ``batch_size`` is the global batch and an epoch one
+        pass over every shard.
+
+    Attributes
+    ----------
+    classes_ : ndarray, (n_classes,)
+    net_ : xpmlp.MLP
+        The trained network (column layout).
+    n_features_in_, n_outputs_, n_layers_ : int
+    out_activation_ : str
+    loss_, best_loss_ : float
+        The last and the lowest training cost (with the L2 term; kept with early stopping too).
+    loss_curve_ : list of float
+    validation_scores_, best_validation_score_ : list of float, float (early stopping) or None
+    n_iter_ : int
+        Epochs run. ``t_``: training samples seen.
+    backend_, device_ : str
+        Where the network computes.
+    optimizer_ : xpmlp.optimizers.Optimizer
+        The update rule; its state (momenta, step count, learning rate) is ``history_.opt_state``.
+    coefs_, intercepts_ : list of ndarray
+        The weights in scikit-learn's layout (NumPy copies).
+
+    Examples
+    --------
+    >>> from xpmlp import MLPClassifier
+    >>> clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=50, random_state=0)
+    >>> clf.fit([[0, 0], [0, 1], [1, 0], [1, 1]], ["a", "b", "b", "a"]).predict([[0, 1]]).shape
+    (1,)
+    """
+
+    def fit(self, X, y, *, callback=None):
+        """Train on ``X: (n_samples, n_features)`` and labels ``y: (n_samples,)`` (or an indicator
+        matrix ``(n_samples, n_labels)`` for multilabel). ``callback(history)``, if given, is
+        called after every epoch (see :func:`xpmlp.train`). Returns ``self``."""
+        return self._fit(X, y, incremental=False, callback=callback)
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch on ``(X, y)``; ``classes`` (all labels) is required on the first call
+        (except for multilabel targets). Returns ``self``."""
+        return self._fit(X, y, incremental=True, classes=classes)
+
+    def _labels_over_ranks(self, comm, y):
+        """Data parallel: the union of the ranks' labels, sorted (the same ``classes_`` on every
+        rank even where the shards hold different labels); None for multilabel targets."""
+        try:
+            y = host(y)
+            labels = np.unique(y) if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1) else None
+        except Exception:  # the validation that follows raises it, and the ranks agree on it
+            labels = None
+        every = comm.allgather_object(labels)
+        return None if any(a is None for a in every) else np.unique(np.concatenate(every))
+
+    def _output_layer(self):
+        if self._multilabel or len(self.classes_) == 2:
+            return "sigmoid", "binary_cross_entropy"
+        return "softmax", "cross_entropy"
+
+    def _encode_targets(self, y, n, xp, device, dtype, *, first, classes, incremental):
+        """Labels to ``Y: (n_samples, n_outputs)`` on the device (0/1 for binary and multilabel,
+        one-hot for multiclass), and the class index of each sample on the host (None for
+        multilabel), which stratifies the validation split."""
+        y = host(y)
+        if y.ndim > 2 or y.ndim == 0:
+            raise ValueError(f"y must be labels (n_samples,) or an indicator matrix (n_samples, n_labels); "
+                             f"got shape {y.shape}")
+        if y.shape[0] != n:
+            raise ValueError(f"X has {n} samples but y has {y.shape[0]}")
+        if y.dtype.kind == "c":
+            raise ValueError(f"Complex data not supported: y has dtype {y.dtype}; class labels must be real numbers "
+                             "or strings")
+        multilabel = y.ndim == 2 and y.shape[1] > 1
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("y is a column vector (n_samples, 1); it is read as labels of shape (n_samples,)",
+                          UserWarning, stacklevel=4)
+            y = y[:, 0]
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise ValueError("Input y contains NaN or infinity")
+        if multilabel:
+            if not np.isin(y, (0, 1)).all():
+                raise ValueError("a 2-D y is read as a multilabel indicator matrix and must hold only 0 and 1; "
+                                 f"got values {np.unique(y)[:10].tolist()}")
+            found = np.arange(y.shape[1])
+        else:
+            if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+                raise ValueError("Unknown label type: y holds continuous values; MLPClassifier needs class "
+                                 "labels (use MLPRegressor for continuous targets)")
+            found = _unique_labels(y, "y")
+        if first:
+            if incremental and classes is None and not multilabel:
+                raise ValueError("classes must be passed on the first call to partial_fit (all the labels "
+                                 "that will ever appear, e.g. classes=np.unique(y_all))")
+            known = found if (classes is None or multilabel) else _unique_labels(host(classes, "classes"), "classes")
+            if not multilabel and len(known) < 2:
+                raise ValueError(f"y has only one class ({known.tolist()}); a classifier needs at least 2 classes")
+            if not multilabel and classes is not None and not np.isin(found, known).all():
+                raise ValueError(f"y has labels {np.setdiff1d(found, known).tolist()} that are not in classes="
+                                 f"{known.tolist()}")
+            self.classes_ = known
+            self._multilabel = multilabel
+        else:
+            if multilabel != self._multilabel or (multilabel and len(found) != len(self.classes_)):
+                raise ValueError(f"y has {'a multilabel indicator matrix' if multilabel else 'labels'} of shape "
+                                 f"{y.shape} but the model was fitted on "
+                                 f"{'multilabel' if self._multilabel else 'class labels'} with "
+                                 f"{len(self.classes_)} outputs")
+            unknown = np.setdiff1d(found, self.classes_) if not multilabel else []
+            if len(unknown):
+                what = ("warm_start can only be used where y has the same classes as in the previous call to "
+                        "fit" if not incremental else "partial_fit got labels not in classes_")
+                raise ValueError(f"{what}: previously got {self.classes_.tolist()}, y has labels "
+                                 f"{unknown.tolist()} besides")
+        if self._multilabel:
+            Y = y.astype(self.dtype)
+        else:
+            index = np.searchsorted(self.classes_, y)
+            if len(self.classes_) == 2:
+                Y = (index == 1).astype(self.dtype)[:, None]
+            else:
+                Y = np.zeros((n, len(self.classes_)), dtype=self.dtype)
+                Y[np.arange(n), index] = 1.0
+        strata = None if self._multilabel else np.searchsorted(self.classes_, y)
+        return backends.to_backend(Y, xp, device), strata
+
+    def _device_score(self, A, Y):
+        """Accuracy on the device (validation during early stopping): ``A, Y: (n_outputs, m)``."""
+        xp = self.net_.xp
+        if A.shape[0] == 1 or self._multilabel:
+            right = xp.all((A > 0.5) == (Y > 0.5), axis=0)
+        else:
+            right = xp.argmax(A, axis=0) == xp.argmax(Y, axis=0)
+        return xp.mean(xp.astype(right, A.dtype))
+
+    def predict_proba(self, X):
+        """Probabilities ``(n_samples, n_classes)`` (binary: ``[1 - p, p]``), in X's namespace."""
+        placed = self._place(X, fitting=False)
+        P = self._forward(placed)
+        if P.shape[1] == 1 and not self._multilabel:
+            P = self.net_.xp.concat([1.0 - P, P], axis=1)
+        return placed.back(P)
+
+    def predict_log_proba(self, X):
+        """``log(predict_proba(X))``."""
+        P = self.predict_proba(X)
+        xp = array_api_compat.array_namespace(P)
+        return xp.log(P)
+
+    def predict(self, X):
+        """Labels ``(n_samples,)`` (multilabel: a 0/1 indicator ``(n_samples, n_labels)``).
+
+        Numeric labels come back in X's namespace; strings (which only NumPy holds) as NumPy.
+        """
+        placed = self._place(X, fitting=False)
+        xp = self.net_.xp
+        if self._multilabel:
+            int_dtype = xp.int64 if hasattr(xp, "int64") else xp.int32
+            return placed.back(concat_rows(xp, [xp.astype(A > 0.5, int_dtype) for A in self._forward_rows(placed)]))
+        # one label index per row, chunk by chunk: only (n_samples,) integers are kept
+        index = concat_rows(xp, [(A[:, 0] > 0.5) if A.shape[1] == 1 else xp.argmax(A, axis=1)
+                                 for A in self._forward_rows(placed)])
+        labels = self.classes_[backends.to_numpy(index).astype(np.intp)]
+        xp_in, dev_in = placed.origin
+        if labels.dtype.kind in "biuf" and not array_api_compat.is_numpy_namespace(xp_in):
+            return backends.to_backend(labels, xp_in, dev_in)
+        return labels
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy of ``predict(X)`` against ``y`` (multilabel: exact match of every label)."""
+        pred = host(self.predict(X))
+        y = host(y)
+        if y.ndim == 2 and y.shape[1] == 1 and not self._multilabel:
+            y = y[:, 0]
+        right = np.all(pred == y, axis=1) if self._multilabel else (pred == y)
+        return float(np.average(right, weights=None if sample_weight is None else host(sample_weight)))
+
+    def _target_meta(self):
+        classes = self.classes_
+        return {"classes_": classes.tolist(), "classes_dtype": classes.dtype.str, "multilabel": self._multilabel}
+
+    def _restore_target_meta(self, meta):
+        dtype = meta["classes_dtype"]
+        self.classes_ = np.asarray(meta["classes_"], dtype=None if dtype.startswith("|O") else dtype)
+        self._multilabel = bool(meta["multilabel"])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+
+def _unique_labels(y: np.ndarray, what: str) -> np.ndarray:
+    """The sorted distinct labels, or a ``ValueError`` when they are of types that do not order."""
+    try:
+        return np.unique(y)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in y.ravel().tolist()})
+        raise ValueError(f"{what} mixes label types {kinds}, which cannot be sorted; use labels of one type "
+                         "(all numbers or all strings)") from None
+

@@ -1,0 +1,86 @@
+"""The estimators' hyperparameters: one table of rules (:mod:`xpmlp._params`), checked at fit.
+
+A new hyperparameter is a row here (and an argument of ``_BaseMLP.__init__``); a rule for
+one estimator only goes into that estimator's ``_PARAMETERS``, e.g.
+``_PARAMETERS = {**PARAMETERS, "loss": Known(lambda: [...])}`` on the regressor.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from .. import backends, distributed as _distributed
+from .._params import Check, Flag, Integer, Known, Number, OneOf, Or, check_all
+from ..activations import ACTIVATIONS
+from ..optimizers import OPTIMIZERS
+from ..schedules import SCHEDULES
+
+#: activation names accepted for the hidden layers (scikit-learn's "logistic" is the sigmoid)
+ALIASES = {"logistic": "sigmoid"}
+_OUTPUT_ONLY = ("softmax", "step")
+
+
+def hidden_activations() -> list[str]:
+    """The activations a hidden layer may have, sorted (the CLI offers the same)."""
+    return sorted(set(ACTIVATIONS) - set(_OUTPUT_ONLY) | set(ALIASES))
+
+
+def _layer_sizes(name: str, sizes: Any) -> list[int]:
+    """``hidden_layer_sizes``: an int or a sequence of positive ints, as a list."""
+    original = sizes
+    if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+        sizes = (sizes,)
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a sequence of ints, got {sizes!r}") from None
+    if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
+        raise ValueError(f"{name} must be positive integers, got {original!r}")
+    return [int(s) for s in sizes]
+
+
+def _delegate(check):
+    """A check of another module that takes only the value (it names the parameter itself)."""
+    def rule(name: str, value: Any) -> Any:
+        check(value)
+        return value
+
+    return Check(rule)
+
+
+#: name -> rule, in the order the checks run (the first bad value is the one reported)
+PARAMETERS = {
+    "hidden_layer_sizes": Check(_layer_sizes, "positive integers"),
+    "activation": Known(hidden_activations),
+    "solver": Known(lambda: sorted(OPTIMIZERS)),
+    "learning_rate": Known(lambda: sorted(SCHEDULES)),
+    "alpha": Number(0.0),
+    "learning_rate_init": Number(0.0, low_open=True),
+    "power_t": Number(0.0),
+    "tol": Number(0.0),
+    "momentum": Number(0.0, 1.0),
+    "validation_fraction": Number(0.0, 1.0, low_open=True),
+    "beta_1": Number(0.0, 1.0),
+    "beta_2": Number(0.0, 1.0),
+    "epsilon": Number(0.0, low_open=True),
+    "max_iter": Integer(1),
+    "n_iter_no_change": Integer(1),
+    "batch_size": Or(Integer(1), "auto"),
+    "n_threads": Or(Integer(1), None),
+    "shuffle": Flag(),
+    "verbose": Flag(),
+    "warm_start": Flag(),
+    "nesterovs_momentum": Flag(),
+    "early_stopping": Flag(),
+    "dtype": OneOf("float32", "float64"),
+    "compile": OneOf("auto", True, False),
+    "distributed": _delegate(_distributed.check_distributed),
+    "distributed_data": _delegate(_distributed.check_data_mode),
+    "backend": Known(lambda: list(backends.BACKENDS), also=(None, "auto")),
+}
+
+
+def validate(estimator, table=PARAMETERS) -> dict[str, Any]:
+    """Every hyperparameter of ``estimator`` checked against ``table``: ``{name: checked value}``."""
+    return check_all(table, estimator)
