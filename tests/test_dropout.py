@@ -237,3 +237,96 @@ def test_other_refusals():
     with pytest.raises(ValueError, match="dropout is on but dropout_seed is None"):
         net.value_and_grad(list(net.params), np.zeros((4, 2), dtype="float32"), np.zeros((3, 2), dtype="float32"),
                            key=0)
+
+
+# ----------------------------------------------------------------- estimators
+def _clf_data(n=80, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 5))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1).astype(np.int64)
+    return X, y
+
+
+def _fit_clf(case, **kw):
+    import warnings
+
+    X, y = _clf_data()
+    params = dict(hidden_layer_sizes=(7, 6), max_iter=4, batch_size=16, random_state=0, dtype="float64",
+                  learning_rate_init=0.01) | kw
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        return xpmlp.MLPClassifier(**params).fit(case.asarray(X), case.asarray(y, "int64"))
+
+
+@pytest.mark.parametrize("backend_id", ["torch", "array_api_strict", "jax"])
+def test_estimator_with_dropout_same_model_on_every_backend(backend_id):
+    ref = _fit_clf(_case("numpy"), dropout=[0.4, 0.2])
+    got = _fit_clf(_case(backend_id), dropout=[0.4, 0.2])
+    assert got.net_.dropout_seed == ref.net_.dropout_seed is not None
+    np.testing.assert_allclose(got.loss_curve_, ref.loss_curve_, rtol=1e-12)
+    for a, b in zip(got.coefs_ + got.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_estimator_dropout_zero_is_no_dropout_and_prediction_never_drops():
+    case = _case("numpy")
+    none, zero, half = (_fit_clf(case, dropout=d) for d in (None, 0.0, 0.5))
+    for a, b in zip(none.coefs_ + none.intercepts_, zero.coefs_ + zero.intercepts_):
+        assert np.array_equal(a, b)
+    assert not np.allclose(none.coefs_[0], half.coefs_[0])
+    X, _ = _clf_data()
+    p1, p2 = half.predict_proba(X), half.predict_proba(X)
+    assert np.array_equal(p1, p2)
+    np.testing.assert_allclose(p1, half.net_.forward(X.T).T, rtol=1e-12)  # the plain forward: nothing dropped
+
+
+def test_estimator_continued_fits_keep_the_seed_and_take_the_new_rate():
+    import warnings
+
+    case = _case("numpy")
+    X, y = _clf_data()
+    clf = _fit_clf(case, dropout=0.3, warm_start=True)
+    seed = clf.net_.dropout_seed
+    clf.set_params(dropout=[0.1, 0.6])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    assert clf.net_.dropout == (0.1, 0.6) and clf.net_.dropout_seed == seed
+    later = _fit_clf(case, warm_start=True)  # no dropout first, then on: a seed is drawn then
+    assert later.net_.dropout_seed is None
+    later.set_params(dropout=0.5)
+    later.partial_fit(X, y)
+    assert later.net_.dropout == (0.5, 0.5) and later.net_.dropout_seed is not None
+
+
+def test_estimator_saves_and_loads_dropout_and_init(tmp_path):
+    clf = _fit_clf(_case("numpy"), dropout=[0.4, 0.2], init="he_glorot")
+    path = tmp_path / "m.xpmlp"
+    clf.save(path)
+    back = xpmlp.io.load(path)
+    assert back.get_params()["dropout"] == [0.4, 0.2] and back.get_params()["init"] == "he_glorot"
+    X, _ = _clf_data()
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+    again = pickle.loads(pickle.dumps(clf))
+    assert again.net_.dropout == (0.4, 0.2) and again.net_.dropout_seed == clf.net_.dropout_seed
+
+
+@pytest.mark.parametrize("bad, message", [
+    (1.0, r"dropout must be a number in \[0, 1\) or a sequence of numbers in \[0, 1\), one per hidden layer or "
+          r"None, got 1.0"),
+    ("high", r"dropout must be .*, got 'high'"),
+    ([0.2, -1], r"dropout must be .*, got \[0.2, -1\]"),
+    ([0.2], r"dropout has 1 rates but hidden_layer_sizes \(7, 6\) has 2 layers"),
+])
+def test_estimator_refuses_bad_dropout_by_name(bad, message):
+    X, y = _clf_data()
+    with pytest.raises(ValueError, match=message):
+        xpmlp.MLPClassifier((7, 6), dropout=bad).fit(X, y)
+
+
+def test_estimator_refuses_dropout_with_distributed_training_and_unknown_init():
+    X, y = _clf_data()
+    with pytest.raises(ValueError, match=r"dropout=0.5 is not supported with distributed='mpi' yet"):
+        xpmlp.MLPRegressor((4,), dropout=0.5, distributed="mpi").fit(X, y)
+    with pytest.raises(ValueError, match=r"unknown init 'glorot'; expected one of \['he_glorot', 'sklearn'\]"):
+        xpmlp.MLPRegressor((4,), init="glorot").fit(X, y)
