@@ -876,8 +876,8 @@ def test_a_real_ctrl_c_at_any_moment(tmp_path, house_csv, marker):
     status 130, one line, no traceback, and either no model file or a complete one."""
     model = tmp_path / "m.xpmlp"
     proc = subprocess.Popen([sys.executable, "-m", "xpmlp", "train", house_csv, "--task", "regression", "--progress",
-                             "--epochs", "100000", "--save", str(model)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                             "--epochs", "100000", "--patience", "100000", "--save", str(model)],  # never converges
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     os.set_blocking(proc.stderr.fileno(), False)
     err, deadline = b"", time.monotonic() + 120
     while not re.search(marker.encode(), err) and time.monotonic() < deadline and proc.poll() is None:

@@ -219,9 +219,9 @@ def test_early_stopping_keeps_the_best_validation_score(backend, rng):
     assert clf.best_validation_score_ == max(clf.validation_scores_)
     # the restored parameters are the best epoch's: its validation score is recomputed here
     rng_split = np.random.default_rng(0)
-    xpmlp.MLP([4, 6, 3], ["relu", "softmax"], "cross_entropy", seed=rng_split)  # the seed draws weights first
-    perm = rng_split.permutation(60)
-    val = np.sort(np.concatenate([perm[y[perm] == c][:5] for c in range(3)]))  # stratified: 25% of each class
+    xpmlp.MLP([4, 6, 3], ["relu", "softmax"], "cross_entropy", seed=rng_split, init="sklearn")  # draws weights first
+    # stratified: 25% of each class, from a permutation of each class (xpmlp.datasets.train_test_split)
+    val = np.sort(np.concatenate([rng_split.permutation(np.flatnonzero(y == c))[:5] for c in range(3)]))
     assert clf.score(backend.asarray(X[val]), backend.asarray(y[val], "int64")) == pytest.approx(
         clf.best_validation_score_)
 

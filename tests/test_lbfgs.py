@@ -345,8 +345,8 @@ def test_classifier_lbfgs_is_fit_lbfgs_on_the_initial_network():
                               random_state=0, dtype="float64")
     with pytest.warns(ConvergenceWarning, match="12 iteration"):
         clf.fit(X, y)
-    # the estimator's first draws from random_state=0 are the initial weights
-    net = xpmlp.MLP([4, 8, 3], ["tanh", "softmax"], "cross_entropy", dtype="float64", seed=0)
+    # the estimator's first draws from random_state=0 are the initial weights (scikit-learn's init, its default)
+    net = xpmlp.MLP([4, 8, 3], ["tanh", "softmax"], "cross_entropy", dtype="float64", seed=0, init="sklearn")
     with pytest.warns(ConvergenceWarning):
         history = fit_lbfgs(net, X, Y, alpha=1e-3, max_iter=12, tol=0.0)
     for (W, b), coef in zip(net.params, clf.coefs_):

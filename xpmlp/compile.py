@@ -296,7 +296,8 @@ def _signature(step) -> tuple:
     net = step.net
     return (tuple(net.sizes), tuple(repr(a) for a in net.activations), repr(net.loss), net.backend,
             backends.device_name(net.device), net.dtype_name, repr(step.optimizer), step.alpha,
-            step.plan.inplace, step.plan.host_scalars, step.plan.fused is not None, id(step.communicator))
+            step.plan.inplace, step.plan.host_scalars, step.plan.fused is not None, id(step.communicator),
+            net.dropout, net.dropout_seed)
 
 
 def epoch_runner(step, mode: str):

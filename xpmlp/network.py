@@ -20,6 +20,16 @@ backward (l = L..1), from the seed ``dA[L] = dJ/dA[L]`` given by the loss::
 
 The 1/m of the mean cost is inside the seed, so no line here scales by it.
 Everything is written against the Array API namespace ``xp`` of the arrays.
+
+Dropout (training only, in :meth:`MLP.value_and_grad` when a step key is given):
+hidden layer ``l`` with rate ``p[l]`` passes on ``A[l] * D[l]`` instead of ``A[l]``,
+``D[l] = keep[l] / (1 - p[l])`` with ``keep[l]`` a Bernoulli(1 - p[l]) mask drawn on the
+device from (dropout seed, step key, layer, element) by :mod:`xpmlp._random`
+("inverted" dropout: the expected input of the next layer is unchanged, so prediction
+uses the network as it is). Backward, the mask multiplies the incoming gradient
+before the activation's VJP::
+
+    dZ[l] = g[l].vjp(Z[l], A[l], D[l] * dA~[l])      dA~[l] = W[l+1]^T dZ[l+1]
 """
 
 from __future__ import annotations
@@ -31,21 +41,23 @@ from typing import Any, NamedTuple
 import array_api_compat
 import numpy as np
 
-from . import backends
+from . import _random, backends
 from .activations import Activation, get_activation
 from .losses import Loss, get_loss, normalized_weights
 
-__all__ = ["MLP", "LayerCache", "glorot_or_he"]
+__all__ = ["MLP", "LayerCache", "glorot_or_he", "initial_layer", "INITS"]
 
 _DTYPES = ("float32", "float64")
+#: the initialisation schemes of :func:`initial_layer`
+INITS = ("he_glorot", "sklearn")
 
 
 class LayerCache(NamedTuple):
     """What the forward pass keeps of layer ``l`` for the backward pass."""
 
-    A_prev: Any  #: (n[l-1], m), the layer's input
+    A_prev: Any  #: (n[l-1], m), the layer's input (with dropout: the previous layer's A * D)
     Z: Any  #: (n[l], m), the pre-activation W A_prev + b
-    A: Any  #: (n[l], m), the activation g(Z)
+    A: Any  #: (n[l], m), the activation g(Z) (before dropout)
     #: what a fused output layer keeps for its cost (softmax + cross-entropy: log A), else None
     aux: Any = None
 
@@ -61,6 +73,26 @@ def glorot_or_he(n_in: int, n_out: int, activation: Activation, rng: np.random.G
         return rng.standard_normal((n_out, n_in)) * math.sqrt(2.0 / n_in)
     limit = math.sqrt(6.0 / (n_in + n_out))
     return rng.uniform(-limit, limit, (n_out, n_in))
+
+
+def initial_layer(n_in: int, n_out: int, activation: Activation, rng: np.random.Generator,
+                  init: str = "he_glorot") -> tuple[np.ndarray, np.ndarray]:
+    """Initial ``(W: (n_out, n_in), b: (n_out, 1))`` in float64 on the host.
+
+    ``"he_glorot"``: ``W`` from :func:`glorot_or_he`, ``b = 0``.
+    ``"sklearn"``: scikit-learn's Glorot-uniform, weights *and* biases uniform on
+    ``+-sqrt(6 / (n_in + n_out))``, ``+-sqrt(2 / (n_in + n_out))`` for a sigmoid layer
+    (W drawn in scikit-learn's ``(n_in, n_out)`` order, then b). Its smaller weights
+    learn faster with Adam's fixed step sizes on small problems (see
+    ``bench/vs_sklearn_learning.py``).
+    """
+    if init == "he_glorot":
+        return glorot_or_he(n_in, n_out, activation, rng), np.zeros((n_out, 1))
+    if init == "sklearn":
+        limit = math.sqrt((2.0 if activation.name == "sigmoid" else 6.0) / (n_in + n_out))
+        W = rng.uniform(-limit, limit, (n_in, n_out)).T
+        return W, rng.uniform(-limit, limit, (n_out, 1))
+    raise ValueError(f"unknown init {init!r}; expected one of {list(INITS)}")
 
 
 def _dtype_name(dtype) -> str:
@@ -95,6 +127,17 @@ class MLP:
         Initial weights are drawn on the host in float64 from this seed and then
         cast and moved, so one seed gives the same network on every backend
         (see :func:`xpmlp.backends.make_rng`).
+    init : {"he_glorot", "sklearn"}
+        The initial parameters (:func:`initial_layer`): He-normal weights for ReLU-like
+        layers, Glorot-uniform for the others, zero biases; or scikit-learn's
+        Glorot-uniform weights and biases (what xpmlp's estimators use).
+    dropout : float or sequence of float, optional
+        Dropout rate ``p`` in ``[0, 1)`` of the hidden layers' outputs: one for all, or
+        one per hidden layer. Applied only by :meth:`value_and_grad` with a step ``key``
+        (training); ``forward``, ``cost``, ``gradients`` and prediction never drop.
+    dropout_seed : int in [0, 2**32), optional
+        With the step key, it fixes the dropout masks, the same on every backend.
+        Default: drawn from ``seed`` after the initial parameters (only when a rate is > 0).
 
     Examples
     --------
@@ -105,7 +148,9 @@ class MLP:
 
     def __init__(self, sizes: Sequence[int], activations: Sequence[str | Activation],
                  loss: str | Loss = "squared_error", *, backend: str | None = None,
-                 device: Any = None, dtype: str = "float32", seed: int | np.random.Generator | None = None):
+                 device: Any = None, dtype: str = "float32", seed: int | np.random.Generator | None = None,
+                 init: str = "he_glorot", dropout: float | Sequence[float] | None = None,
+                 dropout_seed: int | None = None):
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
             raise TypeError(f"sizes must be a sequence of layer widths like [4, 8, 3], got {sizes!r}")
         if len(sizes) < 2:
@@ -129,11 +174,60 @@ class MLP:
         xp = backends.get_namespace(name)
         self._bind(xp, backends.resolve_device(xp, device))
 
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; expected one of {list(INITS)}")
+        self.init = init
+        self.dropout = dropout
         rng = backends.make_rng(seed, "seed")
-        host = []
-        for n_in, n_out, g in zip(self.sizes[:-1], self.sizes[1:], self.activations):
-            host.append((glorot_or_he(n_in, n_out, g, rng), np.zeros((n_out, 1))))
+        host = [initial_layer(n_in, n_out, g, rng, init)
+                for n_in, n_out, g in zip(self.sizes[:-1], self.sizes[1:], self.activations)]
         self._params = [(self._from_host(W), self._from_host(b)) for W, b in host]
+        if dropout_seed is None and any(self._dropout):
+            dropout_seed = int(rng.integers(2 ** 32))
+        self.dropout_seed = dropout_seed
+
+    # ----------------------------------------------------------------- dropout
+    @property
+    def dropout(self) -> tuple[float, ...]:
+        """The dropout rate of each hidden layer (``L - 1`` floats; zeros: no dropout)."""
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, rates) -> None:
+        self._dropout = _dropout_rates(rates, self.n_layers - 1)
+        self._dropping = any(self._dropout)  # read per step: one attribute instead of any()
+
+    @property
+    def dropout_seed(self) -> int | None:
+        """The seed of the dropout masks (an int in ``[0, 2**32)``, or None)."""
+        return self._dropout_seed
+
+    @dropout_seed.setter
+    def dropout_seed(self, seed) -> None:
+        self._dropout_seed = None if seed is None else _random.check_seed(seed, "dropout_seed")
+
+    def _dropout_masks(self, key, X, column0=0):
+        """The scaled masks ``D[l] = keep[l] / (1 - p[l])``, ``(n[l], m)``, one per layer (None
+        for the output layer and where ``p[l] = 0``); None without a key or without dropout.
+
+        Column ``c`` of the batch (an example) takes the bits of blocks ``(column0 + c) h .. +h``,
+        ``h = ceil(n[l] / 2)``, of stream ``l``: an example's mask depends on its position in the
+        batch and not on the batch's width, so a rank holding columns ``column0 ..`` of a
+        data-parallel batch can draw exactly its part of the single-process masks.
+        """
+        if key is None or not self._dropping:
+            return None
+        if self._dropout_seed is None:
+            raise ValueError("dropout is on but dropout_seed is None: pass MLP(..., dropout_seed=...) or set "
+                             "net.dropout_seed")
+        xp, m, device = self.xp, X.shape[1], array_api_compat.device(X)
+        masks = [None] * self.n_layers
+        for l, p in enumerate(self._dropout):
+            if p:
+                bits = _random.column_bits(xp, self.sizes[l + 1], m, seed=self._dropout_seed, key=key,
+                                           stream=l + 1, column0=column0, device=device)
+                masks[l] = xp.astype(_random.below(xp, bits, 1.0 - p), self.dtype) * (1.0 / (1.0 - p))
+        return masks
 
     # ------------------------------------------------------------------ backend
     def _bind(self, xp, device) -> None:
@@ -253,8 +347,9 @@ class MLP:
         return self.loss.fuses_with(self.activations[-1])
 
     # ----------------------------------------------------------------- forward
-    def _forward(self, X, params):
-        """The forward recurrence; returns A[L] and the per-layer cache."""
+    def _forward(self, X, params, masks=None):
+        """The forward recurrence; returns A[L] and the per-layer cache. ``masks``: the
+        dropout masks D[l] (:meth:`_dropout_masks`); the next layer gets ``A[l] * D[l]``."""
         xp = self.xp
         cache = []
         A = X
@@ -268,6 +363,8 @@ class MLP:
             else:
                 A = g.forward(Z, xp=xp)
                 cache.append(LayerCache(A_prev, Z, A))
+                if masks is not None and masks[l] is not None:
+                    A = A * masks[l]
         return A, cache
 
     def _forward_output(self, X, params):
@@ -308,12 +405,12 @@ class MLP:
         return self._cost(self._forward(X, self._params)[1], Y)
 
     # ---------------------------------------------------------------- backward
-    def _backward(self, cache, dZ, params, *, record: list | None = None):
+    def _backward(self, cache, dZ, params, *, record: list | None = None, masks=None):
         """The backward recurrence from the output layer's ``dZ[L]``; returns [(dW, db), ...].
 
         With ``record`` (a list of length L), ``record[l]`` gets layer ``l + 1``'s
         ``dZ, dW, db, dA_prev`` (for :meth:`trace`; ``dA_prev`` of layer 1 is dJ/dX,
-        computed only then).
+        computed only then). ``masks``: the forward pass's dropout masks.
         """
         xp = self.xp
         grads = [None] * len(params)
@@ -329,6 +426,8 @@ class MLP:
                 record[l] = dict(dZ=dZ, dW=dW, db=db, dA_prev=dA_prev)
             if l > 0:
                 below = cache[l - 1]
+                if masks is not None and masks[l - 1] is not None:
+                    dA_prev = dA_prev * masks[l - 1]  # through the dropout: A~ = A * D
                 dZ = self.activations[l - 1].vjp(below.Z, below.A, dA_prev, xp=xp)  # (17-18)
         return grads
 
@@ -380,17 +479,20 @@ class MLP:
         ``X: (n0, m)``, ``Y: (nL, m)`` are arrays of the network's namespace, device
         and dtype. It only computes with ``xp`` (no host reads), so it can be traced
         (``jax.jit``) or captured in a CUDA graph. ``key`` is the step's random key
-        (a counter; reserved for dropout, unused today).
+        (an int, or a 0-d integer array): with :attr:`dropout` on, it and
+        :attr:`dropout_seed` fix the masks (then ``J`` is the cost of the thinned
+        network); without a key nothing is dropped.
 
         ``weights``: ``None``, or a ``(1, m)`` row of sample weights ``w >= 0`` (same dtype):
         then ``J = sum_k w_k L_k / sum_k w_k`` (scikit-learn's weighted mean), and its
         gradients; all-zero weights give ``J = 0`` and zero gradients.
         """
-        _, cache = self._forward(X, params)
+        masks = self._dropout_masks(key, X) if self._dropping else None
+        _, cache = self._forward(X, params, masks)
         if weights is not None:
             weights = normalized_weights(self.xp, weights)
         J = self._cost(cache, Y, weights)
-        return J, self._backward(cache, self._output_dZ(cache, Y, weights), params)
+        return J, self._backward(cache, self._output_dZ(cache, Y, weights), params, masks=masks)
 
     def trace(self, X, Y, *, check_finite: bool = True) -> list[dict[str, Any]]:
         """Every intermediate of one forward and backward pass, per layer, for teaching.
@@ -426,6 +528,9 @@ class MLP:
         state = dict(state)
         host = state.pop("_params")
         name, device = state.pop("backend_name"), state.pop("device_name")
+        # networks pickled before init and dropout existed: he_glorot, no dropout
+        state = {"init": "he_glorot", "_dropout": (0.0,) * (len(state["sizes"]) - 2), "_dropout_seed": None,
+                 "_dropping": False, **state}
         self.__dict__.update(state)
         try:
             xp = backends.get_namespace(name)
@@ -438,8 +543,31 @@ class MLP:
 
     def __repr__(self) -> str:
         acts = [a.name if not a.config() else repr(a) for a in self.activations]
+        extra = "" if self.init == "he_glorot" else f", init={self.init!r}"
+        if any(self._dropout):
+            extra += f", dropout={list(self._dropout)}, dropout_seed={self._dropout_seed}"
         return (f"MLP({self.sizes}, {acts}, {self.loss.name!r}, backend={self.backend!r}, "
-                f"device={backends.device_name(self.device)!r}, dtype={self.dtype_name!r})")
+                f"device={backends.device_name(self.device)!r}, dtype={self.dtype_name!r}{extra})")
+
+
+def _dropout_rates(rates, n_hidden: int) -> tuple[float, ...]:
+    """``dropout`` as one rate in ``[0, 1)`` per hidden layer, or a ``ValueError`` naming it."""
+    if rates is None:
+        return (0.0,) * n_hidden
+    if isinstance(rates, Sequence) and not isinstance(rates, (str, bytes)):
+        if len(rates) != n_hidden:
+            raise ValueError(f"dropout has {len(rates)} rates but the network has {n_hidden} hidden layers; "
+                             f"give one rate per hidden layer, or one float for all, got {rates!r}")
+        values = list(rates)
+    else:
+        values = [rates] * n_hidden
+    for p in values:
+        if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)) \
+                or not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rates must be numbers in [0, 1), got {rates!r}")
+    if not n_hidden and not isinstance(rates, Sequence) and rates:
+        raise ValueError(f"dropout={rates!r}, but the network has no hidden layer to drop from")
+    return tuple(float(p) for p in values)
 
 
 class ParamList(Sequence):

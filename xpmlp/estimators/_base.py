@@ -59,7 +59,7 @@ class _BaseMLP(BaseEstimator):
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend=None,
                  device=None, dtype="float32", compile="auto", n_threads=None, distributed=None,
-                 distributed_data="replicated"):
+                 distributed_data="replicated", dropout=None, init="sklearn"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -90,6 +90,8 @@ class _BaseMLP(BaseEstimator):
         self.n_threads = n_threads
         self.distributed = distributed
         self.distributed_data = distributed_data
+        self.dropout = dropout
+        self.init = init
 
     # ------------------------------------------------------------ parameters
     def _validate_params(self) -> None:
@@ -97,6 +99,7 @@ class _BaseMLP(BaseEstimator):
         is allowed; keeps the normalised hidden layer widths in ``_hidden``."""
         checked = _parameters.validate(self, self._PARAMETERS)
         self._hidden = checked["hidden_layer_sizes"]
+        _parameters.check_dropout(self.dropout, self._hidden, self.distributed)
 
     # ------------------------------------------------------------- placement
     def _place(self, X, *, fitting: bool) -> Placed:
@@ -130,7 +133,7 @@ class _BaseMLP(BaseEstimator):
         sizes = [n_in, *self._hidden, n_out]
         acts = [hidden_act] * len(self._hidden) + [out_activation]
         self.net_ = MLP(sizes, acts, loss, backend=backends.backend_name(xp), device=device, dtype=self.dtype,
-                        seed=self._rng())
+                        seed=self._rng(), init=self.init, dropout=self.dropout)
         self.out_activation_ = out_activation
         self.n_layers_ = len(sizes)
         self.n_outputs_ = n_out
@@ -138,6 +141,14 @@ class _BaseMLP(BaseEstimator):
         self.device_ = backends.device_name(self.net_.device)
         self.optimizer_ = None
         self.history_ = History()
+
+    def _set_dropout(self) -> None:
+        """A continued fit (warm start, partial_fit, a loaded model) drops at this fit's rates;
+        the masks' seed is drawn once, from ``random_state``, when dropout is first on."""
+        net = self.net_
+        net.dropout = self.dropout
+        if any(net.dropout) and net.dropout_seed is None:
+            net.dropout_seed = int(self._rng().integers(2 ** 32))
 
     def _new_optimizer(self):
         if self.solver == "lbfgs":  # L-BFGS keeps no state between fits (xpmlp.lbfgs)
@@ -204,6 +215,8 @@ class _BaseMLP(BaseEstimator):
                                          incremental=incremental)
         if first:
             self._new_network(X.shape[1], Y.shape[1], *self._output_layer(), xp, device)
+        else:
+            self._set_dropout()
         if self.optimizer_ is None or not incremental:  # partial_fit keeps its optimizer's moments
             self.optimizer_ = self._new_optimizer()
             self.history_.opt_state = None

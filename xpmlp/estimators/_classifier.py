@@ -101,6 +101,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         batch (the model equals a one-process fit's, to rounding); ``"sharded"``: each
         rank passes its own rows; ``batch_size`` is the global batch and an epoch one
         pass over every shard.
+    dropout : float, sequence of float or None, default None
+        Dropout rate in ``[0, 1)`` of the hidden layers' outputs during ``fit`` and
+        ``partial_fit`` (one for all, or one per hidden layer); prediction never drops
+        (inverted dropout: kept units are scaled by ``1 / (1 - p)`` in training). The masks
+        come from ``random_state`` and the step number, on the device, the same on every
+        backend. Not yet with ``distributed``.
+    init : {"sklearn", "he_glorot"}, default "sklearn"
+        Initial parameters: scikit-learn's Glorot-uniform weights *and* biases (bound
+        ``sqrt(6 / (fan_in + fan_out))``, ``sqrt(2 / ...)`` for logistic layers), or He-normal
+        weights for ReLU-like layers with zero biases (:class:`xpmlp.MLP`'s default), which
+        learns more slowly with Adam on small data (``bench/vs_sklearn_learning.py``).
 
     Attributes
     ----------

@@ -14,6 +14,7 @@ from typing import Any
 from .. import backends, distributed as _distributed
 from .._params import Check, Flag, Integer, Known, Number, OneOf, Or, check_all
 from ..activations import ACTIVATIONS
+from ..network import INITS
 from ..optimizers import OPTIMIZERS
 from ..schedules import SCHEDULES
 
@@ -50,6 +51,33 @@ def _delegate(check):
     return Check(rule)
 
 
+def _rates(name: str, rates: Any) -> Any:
+    """``dropout`` as a sequence: numbers in [0, 1), one per hidden layer (counted in :func:`check_dropout`)."""
+    if isinstance(rates, (str, bytes)) or not hasattr(rates, "__len__"):
+        raise TypeError(f"{name} must be a sequence, got {rates!r}")
+    for p in rates:
+        Number(0.0, 1.0)(name, p)
+    return rates
+
+
+def check_dropout(dropout: Any, hidden: list[int], distributed: Any) -> None:
+    """What the table cannot see: one rate per hidden layer, and no dropout with data-parallel
+    training (each rank would draw the masks of the whole batch's first columns for its share)."""
+    if dropout is None:
+        return
+    per_layer = _DROPOUT_RATES.accepts(dropout)
+    if per_layer and len(dropout) != len(hidden):
+        raise ValueError(f"dropout has {len(dropout)} rates but hidden_layer_sizes {tuple(hidden)} has "
+                         f"{len(hidden)} layers; give one rate per hidden layer, or one float for all")
+    rates = list(dropout) if per_layer else [dropout]
+    if distributed is not None and any(rates):
+        raise ValueError(f"dropout={dropout!r} is not supported with distributed={distributed!r} yet (the ranks "
+                         "would draw the masks of the batch's first columns); use dropout=None or train in one "
+                         "process")
+
+
+_DROPOUT_RATES = Check(_rates, "a sequence of numbers in [0, 1), one per hidden layer")
+
 #: name -> rule, in the order the checks run (the first bad value is the one reported)
 PARAMETERS = {
     "hidden_layer_sizes": Check(_layer_sizes, "positive integers"),
@@ -80,6 +108,8 @@ PARAMETERS = {
     "distributed": _delegate(_distributed.check_distributed),
     "distributed_data": _delegate(_distributed.check_data_mode),
     "backend": Known(lambda: list(backends.BACKENDS), also=(None, "auto")),
+    "dropout": Or(None, Number(0.0, 1.0), _DROPOUT_RATES),
+    "init": Known(lambda: list(INITS)),
 }
 
 
