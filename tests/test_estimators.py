@@ -220,8 +220,8 @@ def test_early_stopping_keeps_the_best_validation_score(backend, rng):
     # the restored parameters are the best epoch's: its validation score is recomputed here
     rng_split = np.random.default_rng(0)
     xpmlp.MLP([4, 6, 3], ["relu", "softmax"], "cross_entropy", seed=rng_split)  # the seed draws weights first
-    perm = rng_split.permutation(60)
-    val = np.sort(np.concatenate([perm[y[perm] == c][:5] for c in range(3)]))  # stratified: 25% of each class
+    _, val = xpmlp.datasets.train_test_split(60, 0.25, stratify=y, seed=rng_split)  # the split draws next
+    assert np.bincount(y[val]).tolist() == [5, 5, 5]  # stratified: 25% of each class
     assert clf.score(backend.asarray(X[val]), backend.asarray(y[val], "int64")) == pytest.approx(
         clf.best_validation_score_)
 

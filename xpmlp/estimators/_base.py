@@ -217,15 +217,24 @@ class _BaseMLP(BaseEstimator):
     def _split_validation(self, X, Y, rng, strata=None):
         """Hold out ``validation_fraction`` of the rows (chosen on the host) for early stopping.
 
+        As in scikit-learn, ``ceil(validation_fraction * n)`` rows are held out, and at least 2.
         ``strata`` (host ints, one per row; the class of each sample for single-label
-        classification) makes the split stratified: each class gives its share.
+        classification) makes the split stratified, with scikit-learn's rules: every class needs
+        2 members, and both parts at least one sample per class. (scikit-learn's MLPClassifier
+        stratifies binary targets only; its multiclass split is not stratified.)
         """
         n = X.shape[0]
         try:
-            train_idx, val_idx = datasets.train_test_split(n, self.validation_fraction, stratify=strata, seed=rng)
-        except ValueError:
-            raise ValueError(f"validation_fraction={self.validation_fraction} of {n} samples leaves no training "
-                             f"or no validation sample; both need at least 1") from None
+            labels = None if strata is None else self.classes_[strata]  # the errors name the user's labels
+            train_idx, val_idx = datasets.train_test_split(n, self.validation_fraction, stratify=labels, seed=rng,
+                                                           name="validation_fraction")
+        except ValueError as exc:
+            raise ValueError(f"early_stopping=True holds out a {'stratified ' if strata is not None else ''}"
+                             f"validation set, but: {exc} Or set early_stopping=False.") from None
+        if len(val_idx) < 2:
+            raise ValueError(f"The validation set is too small: validation_fraction={self.validation_fraction} of "
+                             f"{n} samples holds out {len(val_idx)}, and early stopping needs at least 2. Increase "
+                             "'validation_fraction' or the size of your dataset, or set early_stopping=False.")
         xp, device = array_api_compat.array_namespace(X), array_api_compat.device(X)
         val = backends.to_backend(val_idx, xp, device)
         tr = backends.to_backend(train_idx, xp, device)
