@@ -119,7 +119,7 @@ def test_partial_fit(backend, rng):
     assert clf.n_iter_ == 3 and clf.t_ == 10 + 30 + 30 and len(clf.loss_curve_) == 3
     # one optimizer state across the calls: 2 + 4 + 4 batches of 8
     assert clf.optimizer_.steps_of(clf.history_.opt_state) == 2 + 4 + 4 == clf.history_.steps
-    with pytest.raises(ValueError, match=r"partial_fit got labels not in classes_.*\[7\]"):
+    with pytest.raises(ValueError, match=r"`y` has classes not in `self.classes_`.*\[7\] are new"):
         clf.partial_fit(Xd, backend.asarray(np.where(y == 2, 7, y), "int64"))
     reg = MLPRegressor(**SMALL)
     Xr, Yr = _regression(rng)

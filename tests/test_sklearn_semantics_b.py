@@ -172,3 +172,84 @@ def test_early_stopping_with_multilabel_targets_is_not_stratified(rng):
     Y[0, 0] = 1  # a label set that occurs once: no stratification, no error
     clf = _quiet(MLPClassifier(**SMALL, early_stopping=True, validation_fraction=0.2).fit, X, Y)
     assert len(clf.validation_scores_) == clf.n_iter_
+
+
+# ------------------------------------------------------------------------ partial_fit's classes
+def test_partial_fit_classes_as_scikit_learn_checks_them(backend, rng):
+    y = np.arange(30) % 3
+    X, yd = backend.asarray(_data(rng, y)), backend.asarray(y, "int64")
+    clf = MLPClassifier(**SMALL)
+    with pytest.raises(ValueError, match=r"^classes must be passed on the first call to partial_fit"):
+        clf.partial_fit(X, yd)
+    with pytest.raises(ValueError, match=re.escape("`y` has classes not in `self.classes_`. `self.classes_` has "
+                                                   "[0, 1]. 'y' has [0, 1, 2]: [2] are new.")):
+        clf.partial_fit(X, yd, classes=[0, 1])
+    assert not hasattr(clf, "classes_")  # a refused first call leaves the model unfitted
+    clf.partial_fit(X, yd, classes=np.array([2, 0, 1, 3]))  # any order; a class y lacks is fine
+    assert clf.classes_.tolist() == [0, 1, 2, 3]
+    for other in ([0, 1, 2], [0, 1, 2, 3, 4], ["0", "1", "2", "3"]):
+        with pytest.raises(ValueError, match=re.escape(f"`classes={other}` is not the same as on last call to "
+                                                       "partial_fit, was: [0, 1, 2, 3]")):
+            clf.partial_fit(X, yd, classes=other)
+    clf.partial_fit(X, yd, classes=[3, 2, 1, 0])  # the same labels: accepted
+    clf.partial_fit(X[:10, ...], backend.asarray(y[:10] * 0, "int64"))  # one class of them: accepted
+    with pytest.raises(ValueError, match=r"`y` has classes not in `self.classes_`\. `self.classes_` has "
+                                         r"\[0, 1, 2, 3\]\. 'y' has \[0, 1, 7\]: \[7\] are new"):
+        clf.partial_fit(X, backend.asarray(np.where(y == 2, 7, y), "int64"))
+    assert clf.n_iter_ == 3
+
+
+def test_partial_fit_after_fit_keeps_the_fitted_classes(rng):
+    y = np.arange(30) % 3
+    X = _data(rng, y)
+    clf = _quiet(MLPClassifier(**SMALL).fit, X, np.array(list("abc"))[y])
+    clf.partial_fit(X[:10], np.array(["a", "b"] * 5))  # classes may be left out after fit
+    with pytest.raises(ValueError, match=re.escape("`classes=['a', 'b']` is not the same as on last call to "
+                                                   "partial_fit, was: ['a', 'b', 'c']")):
+        clf.partial_fit(X, np.array(list("abc"))[y], classes=["a", "b"])
+    with pytest.raises(ValueError, match=r"'y' has \['a', 'b', 'd'\]: \['d'\] are new"):
+        clf.partial_fit(X, np.array(list("abd"))[y])
+
+
+def test_partial_fit_multilabel_classes_are_the_column_indices(rng):
+    X = _data(rng, np.zeros(12, dtype=int))
+    Y = (rng.random((12, 3)) > 0.5).astype(np.int64)
+    with pytest.raises(ValueError, match=re.escape("y is a multilabel indicator matrix with 3 columns, so classes "
+                                                   "must be their indices [0, 1, 2] (or left out); got "
+                                                   "classes=[0, 1]")):
+        MLPClassifier(**SMALL).partial_fit(X, Y, classes=[0, 1])
+    clf = MLPClassifier(**SMALL).partial_fit(X, Y, classes=[0, 1, 2])
+    clf.partial_fit(X, Y)
+    assert clf.classes_.tolist() == [0, 1, 2] and clf.n_iter_ == 2
+
+
+# ---------------------------------------------------------------------------------- warm start
+def test_warm_start_needs_the_same_classes_no_more_no_fewer(backend, rng):
+    y = np.arange(30) % 3
+    X = backend.asarray(_data(rng, y))
+    clf = _quiet(MLPClassifier(**SMALL, warm_start=True).fit, X, backend.asarray(y, "int64"))
+    before = [c.copy() for c in clf.coefs_]
+    for labels, shown in ((np.where(y == 2, 0, y), "[0, 1]"), (np.where(y == 2, 5, y), "[0, 1, 5]")):
+        with pytest.raises(ValueError, match=re.escape("warm_start can only be used where `y` has the same classes "
+                                                       "as in the previous call to fit. Previously got [0, 1, 2], "
+                                                       f"`y` has {shown}")):
+            clf.fit(X, backend.asarray(labels, "int64"))
+    for a, b in zip(before, clf.coefs_):  # a refused warm start leaves the model as it was
+        np.testing.assert_array_equal(a, b)
+    _quiet(clf.fit, X, backend.asarray((y + 1) % 3, "int64"))  # the same classes, other rows: continues
+    assert clf.n_iter_ >= 1 and clf.classes_.tolist() == [0, 1, 2]
+    # cold start: anything goes, classes_ is redefined
+    cold = _quiet(MLPClassifier(**SMALL).fit, X, backend.asarray(y, "int64"))
+    _quiet(cold.fit, X, backend.asarray(np.where(y == 2, 5, y), "int64"))
+    assert cold.classes_.tolist() == [0, 1, 5]
+
+
+def test_partial_fit_of_a_warm_started_model_may_see_some_classes(rng):
+    # scikit-learn applies warm_start's check to partial_fit too when warm_start=True (so a batch
+    # lacking a class raises there); xpmlp keeps partial_fit's own rule whatever warm_start says
+    y = np.arange(30) % 3
+    X = _data(rng, y)
+    clf = _quiet(MLPClassifier(**SMALL, warm_start=True).fit, X, y)
+    clf.partial_fit(X[:20], np.where(y[:20] == 2, 0, y[:20]))
+    with pytest.raises(ValueError, match=r"`y` has classes not in `self.classes_`"):
+        clf.partial_fit(X, np.where(y == 2, 5, y))

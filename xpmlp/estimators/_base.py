@@ -171,7 +171,7 @@ class _BaseMLP(BaseEstimator):
         first = not self._keeps_model()
         if first:
             self._rng_ = None
-        if comm is not None and first and not incremental:
+        if comm is not None and not incremental:  # a first fit's classes; a warm start checks them
             classes = self._labels_over_ranks(comm, y)
         placed = self._place(X, fitting=True)
         X = placed.rows()
