@@ -253,3 +253,169 @@ def test_partial_fit_of_a_warm_started_model_may_see_some_classes(rng):
     clf.partial_fit(X[:20], np.where(y[:20] == 2, 0, y[:20]))
     with pytest.raises(ValueError, match=r"`y` has classes not in `self.classes_`"):
         clf.partial_fit(X, np.where(y == 2, 5, y))
+
+
+# --------------------------------------------------------------------------- feature names
+def _frame(pd, X, names):
+    return pd.DataFrame(np.asarray(X), columns=list(names))
+
+
+def _on(backend):
+    """The estimator's backend and device (a data frame is NumPy data that the model moves)."""
+    backend.need_float64("float32")
+    return dict(backend=backend.name, device=backend.device)
+
+
+def _no_warning(fn, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return fn(*args)
+
+
+def test_predicting_on_reordered_or_renamed_columns_raises(backend, rng):
+    pd = pytest.importorskip("pandas")
+    y = np.arange(30) % 3
+    X = _data(rng, y, n_features=4)
+    for est, target in ((MLPClassifier(**SMALL, **_on(backend)), y), (MLPRegressor(**SMALL, **_on(backend)), X[:, 0])):
+        _quiet(est.fit, _frame(pd, X, "abcd"), target)
+        assert est.feature_names_in_.dtype == object and est.feature_names_in_.tolist() == list("abcd")
+        _no_warning(est.predict, _frame(pd, X, "abcd"))  # the same names: no warning
+        head = "The feature names should match those that were passed during fit.\n"
+        cases = [
+            (X[:, [1, 0, 2, 3]], "bacd", "Feature names must be in the same order as they were in fit.\n"),
+            (X, "abcz", "Feature names unseen at fit time:\n- z\nFeature names seen at fit time, yet now missing:\n"
+                        "- d\n"),
+            (X[:, :3], "abc", "Feature names seen at fit time, yet now missing:\n- d\n"),  # before n_features
+            (np.c_[X, X], "abcdefghij"[:8], "Feature names unseen at fit time:\n- e\n- f\n- g\n- h\n"),
+        ]
+        for columns, names, detail in cases:
+            with pytest.raises(ValueError, match="^" + re.escape(head + detail + "Pass X with the columns of the "
+                                                                 "fit, in their order: X[model.feature_names_in_].")):
+                est.predict(_frame(pd, columns, names))
+        with pytest.raises(ValueError, match=re.escape(head + "Feature names must be in the same order")):
+            est.score(_frame(pd, X[:, [1, 0, 2, 3]], "bacd"), target)
+        long = [f"x{i}" for i in range(7)]
+        with pytest.raises(ValueError, match=re.escape("Feature names unseen at fit time:\n- x0\n- x1\n- x2\n- x3\n"
+                                                       "- x4\n- ...\nFeature names seen")):
+            est.predict(_frame(pd, np.c_[X, X[:, :3]], long))
+        # the right columns, selected and ordered by feature_names_in_, predict as at fit
+        shuffled = _frame(pd, X[:, [3, 1, 0, 2]], "dbac")
+        np.testing.assert_array_equal(np.asarray(est.predict(shuffled[est.feature_names_in_])),
+                                      np.asarray(est.predict(_frame(pd, X, "abcd"))))
+
+
+def test_names_on_one_side_only_warn_as_scikit_learn_does(rng):
+    pd = pytest.importorskip("pandas")
+    y = np.arange(30) % 3
+    X = _data(rng, y)
+    clf = _quiet(MLPClassifier(**SMALL).fit, X, y)
+    assert not hasattr(clf, "feature_names_in_")
+    with pytest.warns(UserWarning, match="^X has feature names, but MLPClassifier was fitted without feature "
+                                         "names$") as record:
+        clf.predict(_frame(pd, X, "abc"))
+    assert record[0].filename == __file__  # the warning points at the user's call
+    reg = _quiet(MLPRegressor(**SMALL).fit, _frame(pd, X, "abc"), X[:, 0])
+    with pytest.warns(UserWarning, match="^X does not have valid feature names, but MLPRegressor was fitted with "
+                                         "feature names$") as record:
+        reg.predict(X)
+    assert record[0].filename == __file__
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        reg.score(X, X[:, 0])
+    # column names that are not strings are no feature names, as in scikit-learn: no check, no warning
+    numbered = _quiet(MLPClassifier(**SMALL).fit, pd.DataFrame(X), y)
+    assert not hasattr(numbered, "feature_names_in_")
+    _no_warning(numbered.predict, X)
+    _no_warning(numbered.predict, pd.DataFrame(X[:, [2, 1, 0]], columns=[2, 1, 0]))
+
+
+def test_mixed_column_name_types_are_refused(rng):
+    pd = pytest.importorskip("pandas")
+    y = np.arange(30) % 3
+    X = pd.DataFrame(_data(rng, y), columns=["a", 1, "c"])
+    with pytest.raises(TypeError, match=re.escape("Feature names are only supported if all input features have "
+                                                  "string names, but your input has ['int', 'str'] as feature name "
+                                                  "/ column name types.")):
+        MLPClassifier(**SMALL).fit(X, y)
+
+
+def test_later_partial_fit_and_warm_start_check_the_names_a_cold_fit_resets_them(rng):
+    pd = pytest.importorskip("pandas")
+    y = np.arange(30) % 3
+    X = _data(rng, y)
+    clf = MLPClassifier(**SMALL).partial_fit(_frame(pd, X, "abc"), y, classes=[0, 1, 2])
+    clf.partial_fit(_frame(pd, X, "abc"), y)
+    with pytest.raises(ValueError, match="Feature names must be in the same order as they were in fit"):
+        clf.partial_fit(_frame(pd, X, "cba"), y)
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        clf.partial_fit(X, y)
+    assert clf.feature_names_in_.tolist() == ["a", "b", "c"] and clf.n_iter_ == 3
+    warm = _quiet(MLPClassifier(**SMALL, warm_start=True).fit, _frame(pd, X, "abc"), y)
+    with pytest.raises(ValueError, match=r"Feature names unseen at fit time:\n- z"):
+        warm.fit(_frame(pd, X, "abz"), y)
+    cold = _quiet(MLPClassifier(**SMALL).fit, _frame(pd, X, "abc"), y)
+    _quiet(cold.fit, _frame(pd, X, "xyz"), y)  # a new fit: new names
+    assert cold.feature_names_in_.tolist() == ["x", "y", "z"]
+    _quiet(cold.fit, X, y)
+    assert not hasattr(cold, "feature_names_in_")
+
+
+def test_names_survive_save_and_load(tmp_path, rng):
+    pd = pytest.importorskip("pandas")
+    y = np.arange(30) % 3
+    X = _data(rng, y)
+    clf = _quiet(MLPClassifier(**SMALL).fit, _frame(pd, X, "abc"), y)
+    clf.save(tmp_path / "m.xpmlp")
+    back = xpmlp.load(tmp_path / "m.xpmlp")
+    with pytest.raises(ValueError, match="Feature names must be in the same order"):
+        back.predict(_frame(pd, X, "bac"))
+
+
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_scikit_learn_column_name_check_passes(Estimator):
+    pytest.importorskip("pandas")
+    checks = pytest.importorskip("sklearn.utils.estimator_checks")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)  # ConvergenceWarning of its short fits
+        checks.check_dataframe_column_names_consistency(Estimator.__name__, Estimator(**SMALL))
+
+
+# ------------------------------------------------------------------ pandas nullable columns
+def test_pandas_nullable_missing_values_are_named_with_their_index(rng):
+    pd = pytest.importorskip("pandas")
+    y = np.arange(24) % 3
+    X = _data(rng, y)
+    frame = pd.DataFrame(np.round(X * 10).astype(np.int64), columns=list("abc")).astype("Int64")
+    frame.iloc[5, 2] = pd.NA
+    frame.iloc[9, 0] = pd.NA
+    with pytest.raises(ValueError, match=re.escape("X contains 2 missing value(s) (None, NaN or pandas.NA), the "
+                                                   "first at index (5, 2); remove or impute them first")):
+        MLPClassifier(**SMALL).fit(frame, y)
+    labels = pd.Series(np.array(list("abc"))[y], dtype="string")
+    labels.iloc[7] = pd.NA
+    with pytest.raises(ValueError, match=re.escape("y contains 1 missing value(s) (None, NaN or pandas.NA), the "
+                                                   "first at index 7")):
+        MLPClassifier(**SMALL).fit(X, labels)
+    target = pd.array(X[:, 0], dtype="Float64")
+    target[3] = pd.NA
+    with pytest.raises(ValueError, match=r"y contains 1 missing value.*the first at index 3;"):
+        MLPRegressor(**SMALL).fit(X, target)
+    clf = _quiet(MLPClassifier(**SMALL).fit, frame.fillna(0), pd.array(y, dtype="Int64"))
+    with pytest.raises(ValueError, match=r"X contains 2 missing value.*\(5, 2\)"):
+        clf.predict(frame)
+    # NumPy-backed columns keep their own message for NaN
+    plain = pd.DataFrame(X, columns=list("abc"))
+    plain.iloc[1, 1] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN or infinity"):
+        MLPClassifier(**SMALL).fit(plain, y)
+
+
+def test_the_missing_value_check_imports_no_pandas():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, xpmlp\n"
+            "from xpmlp import backends\n"
+            "backends.as_array([[1.0, 2.0]], 'X'); backends.as_array(np.array([1, None], dtype=object)[:1], 'y')\n"
+            "assert 'pandas' not in sys.modules, 'pandas was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -99,6 +99,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     net_ : xpmlp.MLP
         The trained network (column layout).
     n_features_in_, n_outputs_, n_layers_ : int
+    feature_names_in_ : ndarray of str (dtype object)
+        The column names of a data frame ``X`` (pandas, polars) at fit, when they are all strings;
+        absent otherwise. ``predict``, ``score`` and later ``partial_fit`` calls check X's names
+        against them as scikit-learn does: other names or another order are a ``ValueError``,
+        names on one side only a ``UserWarning``.
     out_activation_ : str
     loss_, best_loss_ : float
         The last and the lowest training cost (with the L2 term; kept with early stopping too).

@@ -19,7 +19,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     the targets where scikit-learn averages them). ``y`` may be ``(n_samples,)`` or
     ``(n_samples, n_targets)``; ``predict`` returns the same shape. ``score`` is R^2.
 
-    Parameters and attributes are those of :class:`MLPClassifier` (without ``classes_``);
+    Parameters and attributes are those of :class:`MLPClassifier` (without ``classes_``; with
+    ``feature_names_in_`` and its checks at predict);
     early stopping watches the validation R^2.
 
     Examples
