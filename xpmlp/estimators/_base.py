@@ -229,8 +229,10 @@ class _BaseMLP(BaseEstimator):
             train_idx, val_idx = datasets.train_test_split(n, self.validation_fraction, stratify=labels, seed=rng,
                                                            name="validation_fraction")
         except ValueError as exc:
+            shard = " from each rank's shard" if self.distributed is not None and \
+                self.distributed_data == "sharded" else ""
             raise ValueError(f"early_stopping=True holds out a {'stratified ' if strata is not None else ''}"
-                             f"validation set, but: {exc} Or set early_stopping=False.") from None
+                             f"validation set{shard}, but: {exc} Or set early_stopping=False.") from None
         if len(val_idx) < 2:
             raise ValueError(f"The validation set is too small: validation_fraction={self.validation_fraction} of "
                              f"{n} samples holds out {len(val_idx)}, and early stopping needs at least 2. Increase "
