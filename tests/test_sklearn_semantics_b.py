@@ -119,13 +119,14 @@ def test_early_stopping_holds_out_the_fraction_asked(backend, rng, monkeypatch):
     monkeypatch.setattr(xpmlp.estimators._base.datasets, "train_test_split", spy)
     y = np.repeat(np.arange(6), [3, 3, 3, 3, 3, 85])
     X = _data(rng, y)
-    clf = _quiet(MLPClassifier(**SMALL, early_stopping=True).fit, backend.asarray(X), backend.asarray(y, "int64"))
+    clf = _quiet(MLPClassifier(**SMALL, early_stopping=True).fit, backend.asarray(X, "float32"),
+                 backend.asarray(y, "int64"))
     assert sizes == [(90, 10)] and len(clf.validation_scores_) == clf.n_iter_
     # every validation score is a share of the 10 held-out samples
     assert all(abs(s * 10 - round(s * 10)) < 1e-6 for s in clf.validation_scores_)
     sizes.clear()
     _quiet(MLPRegressor(**SMALL, early_stopping=True, validation_fraction=0.2).fit,
-           backend.asarray(X[:21]), backend.asarray(X[:21, 0]))
+           backend.asarray(X[:21], "float32"), backend.asarray(X[:21, 0], "float32"))
     assert sizes == [(16, 5)]  # ceil(0.2 * 21)
 
 
@@ -134,10 +135,11 @@ def test_early_stopping_refuses_a_validation_set_of_one(backend, rng):
     with pytest.raises(ValueError, match=r"The validation set is too small: validation_fraction=0.1 of 10 samples "
                                          r"holds out 1, and early stopping needs at least 2\. Increase "
                                          r"'validation_fraction' or the size of your dataset"):
-        MLPRegressor(**SMALL, early_stopping=True).fit(backend.asarray(X), backend.asarray(X[:, 0]))
+        MLPRegressor(**SMALL, early_stopping=True).fit(backend.asarray(X, "float32"),
+                                                       backend.asarray(X[:, 0], "float32"))
     # 0.2 of 10 is 2: accepted
     reg = _quiet(MLPRegressor(**SMALL, early_stopping=True, validation_fraction=0.2).fit,
-                 backend.asarray(X), backend.asarray(X[:, 0]))
+                 backend.asarray(X, "float32"), backend.asarray(X[:, 0], "float32"))
     assert len(reg.validation_scores_) == reg.n_iter_
 
 
@@ -148,9 +150,9 @@ def test_early_stopping_refuses_a_class_with_one_member(backend, rng):
                                          r"populated classes in y have only 1 member, which is too few.*"
                                          r"Classes with too few members are: \['c'\].*set early_stopping=False"):
         MLPClassifier(**SMALL, early_stopping=True, validation_fraction=0.2).fit(
-            backend.asarray(X), np.array(list("abc"))[y])
+            backend.asarray(X, "float32"), np.array(list("abc"))[y])
     # without early stopping, nothing is held out: accepted
-    clf = _quiet(MLPClassifier(**SMALL).fit, backend.asarray(X), np.array(list("abc"))[y])
+    clf = _quiet(MLPClassifier(**SMALL).fit, backend.asarray(X, "float32"), np.array(list("abc"))[y])
     assert clf.classes_.tolist() == ["a", "b", "c"]
 
 
@@ -160,9 +162,9 @@ def test_early_stopping_refuses_fewer_held_out_samples_than_classes(backend, rng
     with pytest.raises(ValueError, match=r"The test_size = 1 should be greater or equal to the number of classes = 2: "
                                          r"validation_fraction=0.1 of 5 samples holds out 1 for 2 classes\. Use "
                                          r"validation_fraction >= 0.4"):
-        MLPClassifier(**SMALL, early_stopping=True).fit(backend.asarray(X), backend.asarray(y, "int64"))
+        MLPClassifier(**SMALL, early_stopping=True).fit(backend.asarray(X, "float32"), backend.asarray(y, "int64"))
     clf = _quiet(MLPClassifier(**SMALL, early_stopping=True, validation_fraction=0.4).fit,
-                 backend.asarray(X), backend.asarray(y, "int64"))
+                 backend.asarray(X, "float32"), backend.asarray(y, "int64"))
     assert clf.n_iter_ >= 1
 
 
@@ -177,7 +179,7 @@ def test_early_stopping_with_multilabel_targets_is_not_stratified(rng):
 # ------------------------------------------------------------------------ partial_fit's classes
 def test_partial_fit_classes_as_scikit_learn_checks_them(backend, rng):
     y = np.arange(30) % 3
-    X, yd = backend.asarray(_data(rng, y)), backend.asarray(y, "int64")
+    X, yd = backend.asarray(_data(rng, y), "float32"), backend.asarray(y, "int64")
     clf = MLPClassifier(**SMALL)
     with pytest.raises(ValueError, match=r"^classes must be passed on the first call to partial_fit"):
         clf.partial_fit(X, yd)
@@ -226,7 +228,7 @@ def test_partial_fit_multilabel_classes_are_the_column_indices(rng):
 # ---------------------------------------------------------------------------------- warm start
 def test_warm_start_needs_the_same_classes_no_more_no_fewer(backend, rng):
     y = np.arange(30) % 3
-    X = backend.asarray(_data(rng, y))
+    X = backend.asarray(_data(rng, y), "float32")
     clf = _quiet(MLPClassifier(**SMALL, warm_start=True).fit, X, backend.asarray(y, "int64"))
     before = [c.copy() for c in clf.coefs_]
     for labels, shown in ((np.where(y == 2, 0, y), "[0, 1]"), (np.where(y == 2, 5, y), "[0, 1, 5]")):
