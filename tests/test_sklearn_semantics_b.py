@@ -156,16 +156,31 @@ def test_early_stopping_refuses_a_class_with_one_member(backend, rng):
     assert clf.classes_.tolist() == ["a", "b", "c"]
 
 
-def test_early_stopping_refuses_fewer_held_out_samples_than_classes(backend, rng):
-    y = np.array([0, 0, 1, 1, 1])
+def test_early_stopping_with_fewer_samples_than_classes(backend, rng, monkeypatch):
+    y = np.array([0, 0, 1, 1, 1])  # binary: 10% of 5 is 1 sample (scikit-learn: "test_size = 1 should be ...")
     X = _data(rng, y)
-    with pytest.raises(ValueError, match=r"The test_size = 1 should be greater or equal to the number of classes = 2: "
-                                         r"validation_fraction=0.1 of 5 samples holds out 1 for 2 classes\. Use "
-                                         r"validation_fraction >= 0.4"):
+    with pytest.raises(ValueError, match=r"The validation set is too small: validation_fraction=0.1 of 5 samples "
+                                         r"holds out 1"):
         MLPClassifier(**SMALL, early_stopping=True).fit(backend.asarray(X, "float32"), backend.asarray(y, "int64"))
     clf = _quiet(MLPClassifier(**SMALL, early_stopping=True, validation_fraction=0.4).fit,
                  backend.asarray(X, "float32"), backend.asarray(y, "int64"))
     assert clf.n_iter_ >= 1
+    # ten classes of 5: 10% is 5 samples, fewer than the classes. scikit-learn's multiclass split
+    # (not stratified) accepts it; so does this one, each held-out sample of another class
+    held = []
+    split = datasets.train_test_split
+    monkeypatch.setattr(xpmlp.estimators._base.datasets, "train_test_split",
+                        lambda *a, **k: held.append(split(*a, **k)[1]) or split(*a, **k))
+    y = np.repeat(np.arange(10), 5)
+    X = _data(rng, y)
+    _quiet(MLPClassifier(**SMALL, early_stopping=True).fit, backend.asarray(X, "float32"), backend.asarray(y, "int64"))
+    assert len(held[0]) == 5 and len(set(y[held[0]].tolist())) == 5
+    # but every class keeps a training sample: 60% of 3 classes of 2 leaves 2 for 3 classes
+    y = np.repeat(np.arange(3), 2)
+    with pytest.raises(ValueError, match=r"The train_size = 2 should be greater or equal to the number of classes "
+                                         r"= 3: validation_fraction=0.6 of 6 samples leaves 2 training samples"):
+        MLPClassifier(**SMALL, early_stopping=True, validation_fraction=0.6).fit(
+            backend.asarray(_data(rng, y), "float32"), backend.asarray(y, "int64"))
 
 
 def test_early_stopping_with_multilabel_targets_is_not_stratified(rng):

@@ -317,7 +317,7 @@ class Standardizer(NamedTuple):
 
 def train_test_split(n_samples: int, test_size: float, *, stratify: np.ndarray | None = None,
                      seed: int | np.random.Generator | None = 0,
-                     name: str = "test_size") -> tuple[np.ndarray, np.ndarray]:
+                     name: str = "test_size", every_class_tested: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a random train/test split, stratified by ``stratify`` if given.
 
     The split follows scikit-learn's ``train_test_split``: ``ceil(test_size * n_samples)``
@@ -337,6 +337,11 @@ def train_test_split(n_samples: int, test_size: float, *, stratify: np.ndarray |
         Seed of the ``numpy.random.Generator`` that draws the split, or the generator itself.
     name : str
         What the errors call ``test_size`` (the estimators' early stopping says ``validation_fraction``).
+    every_class_tested : bool
+        Stratified: whether the held-out part must have at least as many samples as there are
+        classes (scikit-learn's ``train_test_split`` condition). ``False`` lets a small held-out
+        part leave some classes out (the estimators' early stopping: scikit-learn's multiclass
+        split there is not stratified and has no such condition).
 
     Returns
     -------
@@ -347,8 +352,8 @@ def train_test_split(n_samples: int, test_size: float, *, stratify: np.ndarray |
     ------
     ValueError
         With scikit-learn's messages: for a ``test_size`` outside ``(0, 1)``; when no training
-        sample is left; stratified, when a class has a single member, or when the training or
-        the held-out part has fewer samples than there are classes.
+        sample is left; stratified, when a class has a single member, or when the training (or,
+        with ``every_class_tested``, the held-out) part has fewer samples than there are classes.
     """
     if not (isinstance(test_size, (int, float)) and 0.0 < test_size < 1.0):
         raise ValueError(f"{name} must be a fraction in (0, 1), got {test_size!r}")
@@ -363,7 +368,7 @@ def train_test_split(n_samples: int, test_size: float, *, stratify: np.ndarray |
     else:
         classes, inverse, counts = np.unique(np.asarray(stratify), return_inverse=True, return_counts=True)
         inverse = inverse.reshape(-1)
-        _check_strata(classes, counts, n_train, n_test, test_size, name)
+        _check_strata(classes, counts, n_train, n_test, test_size, name, every_class_tested)
         per_class = _apportion(counts, n_test, rng)
         test = np.concatenate([rng.permutation(np.flatnonzero(inverse == c))[:k] for c, k in enumerate(per_class)])
     test = np.sort(test).astype(np.int64)
@@ -372,7 +377,7 @@ def train_test_split(n_samples: int, test_size: float, *, stratify: np.ndarray |
 
 
 def _check_strata(classes: np.ndarray, counts: np.ndarray, n_train: int, n_test: int, test_size: float,
-                  name: str) -> None:
+                  name: str, every_class_tested: bool) -> None:
     """scikit-learn's conditions for a stratified split (``StratifiedShuffleSplit``), in its words."""
     if counts.min() < 2:
         few = classes[counts < 2].tolist()
@@ -387,7 +392,7 @@ def _check_strata(classes: np.ndarray, counts: np.ndarray, n_train: int, n_test:
         raise ValueError(f"The train_size = {n_train} should be greater or equal to the number of classes = {k}: "
                          f"{name}={test_size} of {n_samples} samples leaves {n_train} training samples for {k} "
                          f"classes. Use {name} <= {most:g} or more samples.")
-    if n_test < k:
+    if n_test < k and every_class_tested:
         least = math.ceil(round(k / n_samples * 1e4, 6)) / 1e4
         raise ValueError(f"The test_size = {n_test} should be greater or equal to the number of classes = {k}: "
                          f"{name}={test_size} of {n_samples} samples holds out {n_test} for {k} classes. Use "

@@ -219,15 +219,17 @@ class _BaseMLP(BaseEstimator):
 
         As in scikit-learn, ``ceil(validation_fraction * n)`` rows are held out, and at least 2.
         ``strata`` (host ints, one per row; the class of each sample for single-label
-        classification) makes the split stratified, with scikit-learn's rules: every class needs
-        2 members, and both parts at least one sample per class. (scikit-learn's MLPClassifier
-        stratifies binary targets only; its multiclass split is not stratified.)
+        classification) makes the split stratified, as scikit-learn's ``train_test_split(...,
+        stratify=y)``: every class needs 2 members, and keeps one for training. scikit-learn's
+        MLPClassifier stratifies binary targets only (its multiclass split is not stratified: a
+        class may be missing from training); like its multiclass split, a validation set smaller
+        than the number of classes is accepted (some classes are then not in it).
         """
         n = X.shape[0]
         try:
             labels = None if strata is None else self.classes_[strata]  # the errors name the user's labels
             train_idx, val_idx = datasets.train_test_split(n, self.validation_fraction, stratify=labels, seed=rng,
-                                                           name="validation_fraction")
+                                                           name="validation_fraction", every_class_tested=False)
         except ValueError as exc:
             shard = " from each rank's shard" if self.distributed is not None and \
                 self.distributed_data == "sharded" else ""
