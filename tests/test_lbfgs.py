@@ -494,3 +494,24 @@ def test_lbfgs_refuses_data_parallel():
     clf = xpmlp.MLPClassifier((4,), solver="lbfgs", distributed=OneRank())
     with pytest.raises(ValueError, match="solver='lbfgs' does not run data-parallel"):
         clf.fit(X, y)
+
+
+def test_lbfgs_with_weights_and_poisson_through_the_estimators():
+    """sample_weight and class_weight reach fit_lbfgs (integer weights = repeated rows), and the
+    Poisson regressor trains with lbfgs (exp output, positive predictions, the loss going down)."""
+    X, y, Y = _classification_data()
+    w = np.random.default_rng(5).integers(0, 4, X.shape[0])
+    rows = np.repeat(np.arange(X.shape[0]), w)
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=10, tol=0.0, random_state=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = xpmlp.MLPClassifier(**params).fit(X, y, sample_weight=w)
+        repeated = xpmlp.MLPClassifier(**params).fit(X[rows], y[rows])
+        counts = np.bincount(y)
+        balanced = xpmlp.MLPClassifier(**params, class_weight={k: 1.0 / c for k, c in enumerate(counts)}).fit(X, y)
+        by_hand = xpmlp.MLPClassifier(**params).fit(X, y, sample_weight=1.0 / counts[y])
+        poisson = xpmlp.MLPRegressor(hidden_layer_sizes=(6,), loss="poisson", solver="lbfgs", max_iter=30,
+                                     random_state=0, dtype="float64").fit(X, np.exp(X[:, 0]))
+    np.testing.assert_allclose(weighted.coefs_[0], repeated.coefs_[0], atol=1e-9)
+    np.testing.assert_allclose(balanced.coefs_[0], by_hand.coefs_[0], atol=1e-12)
+    assert (poisson.predict(X) > 0).all() and poisson.loss_curve_[-1] < poisson.loss_curve_[0]
