@@ -238,7 +238,7 @@ class _BaseMLP(BaseEstimator):
                   verbose=bool(self.verbose), callback=callback,
                   compile=self.compile, communicator=comm, distributed_data=self.distributed_data)
 
-    def _run_lbfgs(self, X, Y, *, callback, comm, sample_weight) -> None:
+    def _run_lbfgs(self, X, Y, *, callback, comm, sample_weight=None) -> None:
         """Full-batch L-BFGS on all rows (:func:`xpmlp.lbfgs.fit_lbfgs`, SciPy's L-BFGS-B): ``max_iter``
         iterations, ``max_fun`` cost evaluations, ``tol`` the projected-gradient tolerance. The batch
         size, learning rate and early stopping parameters do not apply (as in scikit-learn);
