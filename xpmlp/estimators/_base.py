@@ -39,7 +39,7 @@ class _BaseMLP(BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, backend=None, device=None,
-                 dtype="float32", compile="auto", n_threads=None, distributed=None,
+                 dtype=None, compile="auto", n_threads=None, distributed=None,
                  distributed_data="replicated"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -105,11 +105,12 @@ class _BaseMLP(BaseEstimator):
             self._rng_ = backends.make_rng(self.random_state, "random_state")
         return self._rng_
 
-    def _new_network(self, n_in: int, n_out: int, out_activation: str, loss: str, xp, device) -> None:
+    def _new_network(self, n_in: int, n_out: int, out_activation: str, loss: str, xp, device, *,
+                     dtype: str = "float32") -> None:
         hidden_act = _parameters.ALIASES.get(self.activation, self.activation)
         sizes = [n_in, *self._hidden, n_out]
         acts = [hidden_act] * len(self._hidden) + [out_activation]
-        self.net_ = MLP(sizes, acts, loss, backend=backends.backend_name(xp), device=device, dtype=self.dtype,
+        self.net_ = MLP(sizes, acts, loss, backend=backends.backend_name(xp), device=device, dtype=dtype,
                         seed=self._rng())
         self.out_activation_ = out_activation
         self.n_layers_ = len(sizes)
@@ -153,6 +154,7 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping:
             X, Y, validation_score = self._split_validation(X, Y, rng, strata)
         history = self.history_
+        first_epoch = history.n_iter  # n_iter_ counts this call's epochs, as scikit-learn's does
         if not incremental:
             # a (warm-started) fit counts its own stalls and restores its own best epoch
             history.no_improvement_count = 0
@@ -162,7 +164,7 @@ class _BaseMLP(BaseEstimator):
                              callback=callback, comm=comm)
         finally:  # also after a NonFiniteLossError: the model and its history stay consistent
             history.best_params = None  # restored already; no device arrays kept beyond fit
-            self._set_history(history)
+            self._set_history(history, first_epoch=first_epoch)
         return self
 
     def _prepare_model(self, X, y, *, incremental: bool, classes, comm):
@@ -180,7 +182,7 @@ class _BaseMLP(BaseEstimator):
         Y, strata = self._encode_targets(y, X.shape[0], xp, device, X.dtype, first=first, classes=classes,
                                          incremental=incremental)
         if first:
-            self._new_network(X.shape[1], Y.shape[1], *self._output_layer(), xp, device)
+            self._new_network(X.shape[1], Y.shape[1], *self._output_layer(), xp, device, dtype=placed.dtype)
         if self.optimizer_ is None or not incremental:  # partial_fit keeps its optimizer's moments
             self.optimizer_ = self._new_optimizer()
             self.history_.opt_state = None
@@ -204,12 +206,15 @@ class _BaseMLP(BaseEstimator):
                   verbose=bool(self.verbose), callback=callback,
                   compile=self.compile, communicator=comm, distributed_data=self.distributed_data)
 
-    def _set_history(self, history: History) -> None:
+    def _set_history(self, history: History, first_epoch: int = 0) -> None:
+        """The fitted attributes from ``history``; ``n_iter_`` counts the epochs since ``first_epoch``
+        (those of the last ``fit``/``partial_fit`` call), ``t_`` the samples seen since the first fit
+        (both as in scikit-learn)."""
         self.history_ = history
         self.loss_curve_ = list(history.loss_curve)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else math.nan
-        self.best_loss_ = history.best_loss
-        self.n_iter_ = history.n_iter
+        self.best_loss_ = None if self.early_stopping else history.best_loss  # scikit-learn's None
+        self.n_iter_ = history.n_iter - first_epoch
         self.t_ = history.t
         self.validation_scores_ = list(history.validation_scores) if self.early_stopping else None
         self.best_validation_score_ = history.best_validation_score if self.early_stopping else None
@@ -248,9 +253,16 @@ class _BaseMLP(BaseEstimator):
         """``A[L]`` in row layout for the rows of ``placed``, chunk by chunk: yields
         ``(n_chunk, n_outputs)`` arrays on the compute backend.
 
-        Each chunk is moved, cast and checked for NaN on its own and goes through the network's
-        cache-free forward, so the extra memory of a prediction is bounded by
+        Each chunk is moved, cast and checked for NaN on its own and goes through the forward
+        recurrence without a cache, so the extra memory of a prediction is bounded by
         :data:`xpmlp.estimators.PREDICT_MEMORY_BUDGET` whatever the number of rows (plus the outputs).
+
+        The products are taken in row layout, ``Z.T = A_prev.T @ W.T`` (scikit-learn's), not as the
+        core's ``W @ A_prev``: with one output, ``W @ A_prev`` is a BLAS matrix-vector product whose
+        rounding depends on a row's position in the chunk (1 ulp in float32 with OpenBLAS), and a
+        row's prediction should not depend on the rows beside it (scikit-learn's
+        ``check_methods_sample_order_invariance``). The activations see the column layout (softmax
+        is along axis 0), as a transposed view.
         """
         from . import PREDICT_MEMORY_BUDGET  # the package's, which a user may change
 
@@ -259,7 +271,10 @@ class _BaseMLP(BaseEstimator):
         params = list(net.params)
         with self._thread_limit(min(rows, placed.n_samples), training=False):
             for Xc in placed.chunks(rows):
-                yield net._forward_output(Xc.T, params).T
+                A = Xc
+                for (W, b), g in zip(params, net.activations):
+                    A = g.forward((A @ W.T + b.T).T, xp=net.xp).T
+                yield A
 
     def _forward(self, placed: Placed):
         """``A[L]`` in row layout, ``(n_samples, n_outputs)``, on the compute backend, in chunks."""

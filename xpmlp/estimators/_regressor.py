@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import backends
 from ._base import _BaseMLP
-from ._placement import as_float, host
+from ._placement import as_float, check_castable, host
 from ._sklearn import RegressorMixin
 
 
@@ -61,6 +61,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if y1d:
             Y = xp.reshape(Y, (n, 1))
         if not bool(xp.all(xp.isfinite(Y))):
+            check_castable(y, xp, dtype, "y")
             raise ValueError("Input y contains NaN or infinity")
         if first:
             self._y_1d = y1d
@@ -78,7 +79,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         A = self._forward(placed)
         if self._y_1d:
             A = A[:, 0]
-        return placed.back(A)
+        return placed.back(A, floating=True)
 
     def score(self, X, y, sample_weight=None):
         """The coefficient of determination R^2 of ``predict(X)`` (averaged over the targets)."""

@@ -162,6 +162,19 @@ def on_backend_or_numpy(build, name: str, device: Any, *, what: str, fall_back: 
         return build("numpy", None)
 
 
+#: how an infinite hyperparameter (``n_iter_no_change=np.inf``) is written in JSON, which has no inf
+_INF = "inf"
+
+
+def _is_inf(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == math.inf
+
+
+def params_from_json(params: dict[str, Any]) -> dict[str, Any]:
+    """The saved hyperparameters as constructor arguments: lists as tuples, ``"inf"`` as ``math.inf``."""
+    return {k: tuple(v) if isinstance(v, list) else math.inf if v == _INF else v for k, v in params.items()}
+
+
 def _jsonable(value):
     """Make a hyperparameter JSON-able (tuples to lists, NumPy scalars to Python, devices to names)."""
     if value is None or isinstance(value, (bool, str)):
@@ -187,7 +200,7 @@ def estimator_state(est) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     model predicts, and a warm start begins with fresh moments).
     """
     est._check_fitted()
-    params = {k: _jsonable(v) for k, v in est.get_params().items()}
+    params = {k: _INF if _is_inf(v) else _jsonable(v) for k, v in est.get_params().items()}
     net_meta, arrays = mlp_state(est.net_)
     meta = {
         "class": type(est).__name__,
@@ -227,10 +240,7 @@ def estimator_from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray
 
     if meta.get("class") != cls.__name__:
         raise ValueError(f"this state is of a {meta.get('class')!r}, not a {cls.__name__!r}")
-    params = dict(meta["params"])
-    if isinstance(params.get("hidden_layer_sizes"), list):
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    est = cls(**params)
+    est = cls(**params_from_json(meta["params"]))
     sizes = meta["sizes"]
     acts = [get_activation(name, **config) for name, config in zip(meta["activations"],
                                                                       meta["activation_configs"])]
