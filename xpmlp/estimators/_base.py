@@ -271,10 +271,13 @@ class _BaseMLP(BaseEstimator):
         params = list(net.params)
         with self._thread_limit(min(rows, placed.n_samples), training=False):
             for Xc in placed.chunks(rows):
-                A = Xc
-                for (W, b), g in zip(params, net.activations):
-                    A = g.forward((A @ W.T + b.T).T, xp=net.xp).T
-                yield A
+                yield self._forward_chunk(Xc, params)
+
+    def _forward_chunk(self, A, params):
+        """``A[L]`` for the rows ``A: (n_chunk, n0)``, row layout, no cache (see :meth:`_forward_rows`)."""
+        for (W, b), g in zip(params, self.net_.activations):
+            A = g.forward((A @ W.T + b.T).T, xp=self.net_.xp).T
+        return A
 
     def _forward(self, placed: Placed):
         """``A[L]`` in row layout, ``(n_samples, n_outputs)``, on the compute backend, in chunks."""
