@@ -244,13 +244,13 @@ def test_state_pickles_as_numpy_and_continues(backend):
 def test_errors_name_the_bad_value():
     with pytest.raises(ValueError, match=r"unknown optimizer 'adamm'; expected one of \['adam', 'adamw', 'sgd'\]"):
         make_optimizer("adamm")
-    with pytest.raises(ValueError, match="learning_rate must be a positive number, got -1"):
+    with pytest.raises(ValueError, match=r"learning_rate must be a number in \(0, inf\), got -1"):
         SGD(-1)
-    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\), got 1.5"):
+    with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\), got 1.5"):
         SGD(0.1, momentum=1.5)
     with pytest.raises(ValueError, match="nesterov=True needs a momentum"):
         SGD(0.1, nesterov=True)
-    with pytest.raises(ValueError, match=r"beta_2 must be in \[0, 1\), got 1"):
+    with pytest.raises(ValueError, match=r"beta_2 must be a number in \[0, 1\), got 1"):
         Adam(beta_2=1)
     with pytest.raises(ValueError, match="unknown learning_rate schedule 'cos'"):
         make_schedule("cos", 0.1)
@@ -259,7 +259,7 @@ def test_errors_name_the_bad_value():
         SGD(0.1).update(one, SGD(0.1).init(one * 2), one * 2)
     with pytest.raises(ValueError, match="the state holds 2 parameter arrays but params has 4"):
         SGD(0.1).update(one * 2, SGD(0.1).init(one), one * 2)
-    with pytest.raises(ValueError, match="learning_rate must be a positive number, got 0"):
+    with pytest.raises(ValueError, match=r"learning_rate must be a number in \(0, inf\), got 0"):
         SGD(0.1).set_learning_rate(SGD(0.1).init(one), 0)
 
 

@@ -30,17 +30,16 @@ as in PyTorch's ``capturable`` Adam.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, NamedTuple
 
 import array_api_compat
 
 from . import backends
+from ._params import Number
 from ._registry import Configured
 from ._trees import flat_pairs as _flat, tree_to
 
-__all__ = ["Optimizer", "UpdatePlan", "supports_inplace", "positive", "in_unit_interval"]
+__all__ = ["Optimizer", "UpdatePlan", "supports_inplace", "positive", "in_unit_interval", "NON_NEGATIVE"]
 
 
 def supports_inplace(x) -> bool:
@@ -57,16 +56,20 @@ def supports_inplace(x) -> bool:
     return True
 
 
+# The hyperparameter rules, from the vocabulary the estimators and the CLI check with (xpmlp/_params.py).
+POSITIVE = Number(0.0, low_open=True)
+UNIT_INTERVAL = Number(0.0, 1.0)
+NON_NEGATIVE = Number(0.0)
+
+
 def positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+    """``value`` as a float, or ``ValueError`` naming ``name`` unless it is a finite number > 0."""
+    return float(POSITIVE(name, value))
 
 
 def in_unit_interval(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return float(value)
+    """``value`` as a float, or ``ValueError`` naming ``name`` unless it is a number in [0, 1)."""
+    return float(UNIT_INTERVAL(name, value))
 
 
 class UpdatePlan(NamedTuple):

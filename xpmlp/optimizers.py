@@ -27,10 +27,9 @@ arrays allow it and by expressions elsewhere, with the same arithmetic in the sa
 from __future__ import annotations
 
 import math
-import numbers
 
 from . import _fused
-from ._optimizer import Optimizer, UpdatePlan, in_unit_interval, positive, supports_inplace
+from ._optimizer import NON_NEGATIVE, Optimizer, UpdatePlan, in_unit_interval, positive, supports_inplace
 from ._trees import copy_state, state_to_numpy
 
 __all__ = [
@@ -199,9 +198,7 @@ class AdamW(Adam):
     def __init__(self, learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-8, weight_decay: float = 0.01, *, inplace: bool | None = None,
                  fused: bool = True):
-        if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) or not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
-        self.weight_decay = float(weight_decay)
+        self.weight_decay = float(NON_NEGATIVE("weight_decay", weight_decay))
         super().__init__(learning_rate, beta_1, beta_2, epsilon, inplace=inplace, fused=fused)
 
     def coefficients(self, count, lr):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from ._optimizer import positive as _positive  # one check for every learning rate
+from ._optimizer import NON_NEGATIVE, positive as _positive  # the hyperparameter vocabulary (_params)
 
 __all__ = ["Schedule", "Constant", "InvScaling", "Adaptive", "Cosine", "SCHEDULES", "make_schedule"]
 
@@ -59,9 +59,7 @@ class InvScaling(Schedule):
 
     def __init__(self, learning_rate_init: float, power_t: float = 0.5):
         super().__init__(learning_rate_init)
-        if isinstance(power_t, bool) or not isinstance(power_t, numbers.Real) or not power_t >= 0:
-            raise ValueError(f"power_t must be a number >= 0, got {power_t!r}")
-        self.power_t = float(power_t)
+        self.power_t = float(NON_NEGATIVE("power_t", power_t))
 
     def epoch_end(self, learning_rate, *, epoch, samples_seen):
         return self.learning_rate_init / (samples_seen + 1) ** self.power_t

@@ -19,7 +19,7 @@ from ..schedules import SCHEDULES
 
 #: activation names accepted for the hidden layers (scikit-learn's "logistic" is the sigmoid)
 ALIASES = {"logistic": "sigmoid"}
-_OUTPUT_ONLY = ("softmax", "step")
+_OUTPUT_ONLY = ("softmax", "step", "exp")
 
 
 def hidden_activations() -> list[str]:
@@ -80,6 +80,25 @@ PARAMETERS = {
     "distributed_data": _delegate(_distributed.check_data_mode),
     "backend": Known(lambda: list(backends.BACKENDS), also=(None, "auto")),
 }
+
+
+def _class_weight(name: str, value: Any) -> Any:
+    """``class_weight``: None, "balanced" or a dict ``{label: weight}`` of finite numbers >= 0."""
+    if value is None or (isinstance(value, str) and value == "balanced"):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be None, 'balanced' or a dict {{label: weight}}, got {value!r}")
+    for label, weight in value.items():
+        if not (isinstance(weight, numbers.Real) and not isinstance(weight, bool) and math.isfinite(weight)
+                and weight >= 0):
+            raise ValueError(f"{name}[{label!r}] must be a finite number >= 0, got {weight!r}")
+    return value
+
+
+#: the classifier's own rows
+CLASSIFIER_PARAMETERS = {**PARAMETERS, "class_weight": Check(_class_weight, "None, 'balanced' or a dict")}
+#: the regressor's own rows
+REGRESSOR_PARAMETERS = {**PARAMETERS, "loss": OneOf("squared_error", "poisson")}
 
 
 def validate(estimator, table=PARAMETERS) -> dict[str, Any]:
