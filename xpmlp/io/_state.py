@@ -170,11 +170,6 @@ def _is_inf(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == math.inf
 
 
-def params_from_json(params: dict[str, Any]) -> dict[str, Any]:
-    """The saved hyperparameters as constructor arguments: lists as tuples, ``"inf"`` as ``math.inf``."""
-    return {k: tuple(v) if isinstance(v, list) else math.inf if v == _INF else v for k, v in params.items()}
-
-
 def _jsonable(value):
     """Make a hyperparameter JSON-able (tuples to lists, NumPy scalars to Python, devices to names)."""
     if value is None or isinstance(value, (bool, str)):
@@ -195,10 +190,12 @@ def _jsonable(value):
 
 def params_from_json(params: dict[str, Any]) -> dict[str, Any]:
     """The hyperparameters as :func:`estimator_state` wrote them, back: lists to tuples, and a list of
-    ``[label, weight]`` pairs (a dict, ``class_weight``) to the dict."""
+    ``[label, weight]`` pairs (a dict, ``class_weight``) to the dict, ``"inf"`` to ``math.inf``."""
     out = {}
     for name, value in params.items():
-        if isinstance(value, list) and value and all(isinstance(v, list) and len(v) == 2
+        if value == _INF:  # n_iter_no_change=np.inf
+            value = math.inf
+        elif isinstance(value, list) and value and all(isinstance(v, list) and len(v) == 2
                                                      and not isinstance(v[0], (list, dict)) for v in value):
             value = {k: v for k, v in value}
         elif isinstance(value, list):
