@@ -57,8 +57,8 @@ class _BaseMLP(BaseEstimator):
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, backend=None, device=None,
-                 dtype=None, compile="auto", n_threads=None, distributed=None,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend=None,
+                 device=None, dtype=None, compile="auto", n_threads=None, distributed=None,
                  distributed_data="replicated"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -82,6 +82,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
         self.device = device
         self.dtype = dtype
@@ -140,6 +141,8 @@ class _BaseMLP(BaseEstimator):
         self.history_ = History()
 
     def _new_optimizer(self):
+        if self.solver == "lbfgs":  # L-BFGS keeps no state between fits (xpmlp.lbfgs)
+            return None
         if self.solver == "sgd":
             return make_optimizer("sgd", self.learning_rate_init, momentum=self.momentum,
                                   nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
@@ -171,7 +174,7 @@ class _BaseMLP(BaseEstimator):
             if self.distributed_data == "replicated":  # the same validation split on every rank
                 rng.bit_generator.state = comm.broadcast_object(rng.bit_generator.state)
         validation_score = validation_loss = None
-        if self.early_stopping:
+        if self.early_stopping and self.solver != "lbfgs":  # lbfgs trains on every row, as in scikit-learn
             X, Y, weights, validation_score, validation_loss = self._split_validation(X, Y, rng, strata, weights)
         history = self.history_
         first_epoch = history.n_iter  # n_iter_ counts this call's epochs, as scikit-learn's does
@@ -206,6 +209,8 @@ class _BaseMLP(BaseEstimator):
         if self.optimizer_ is None or not incremental:  # partial_fit keeps its optimizer's moments
             self.optimizer_ = self._new_optimizer()
             self.history_.opt_state = None
+        if self.solver == "lbfgs":  # each fit counts its own iterations (scikit-learn's n_iter_)
+            self.history_ = History()
         return X, Y, strata
 
     def _sample_weights(self, sample_weight, strata, n: int, *, incremental: bool):
@@ -217,8 +222,10 @@ class _BaseMLP(BaseEstimator):
                     validation_loss=None) -> None:
         """Train ``self.net_`` on the rows ``X, Y`` with the solver's loop, updating ``self.history_``.
 
-        Today every solver ("adam", "sgd", "adamw") is a minibatch loop of
-        :func:`xpmlp.training.train`; another kind of solver (full-batch L-BFGS) branches here."""
+        "adam", "sgd", "adamw": a minibatch loop of :func:`xpmlp.training.train`; "lbfgs":
+        full-batch L-BFGS, :meth:`_run_lbfgs`."""
+        if self.solver == "lbfgs":
+            return self._run_lbfgs(X, Y, callback=callback, comm=comm, sample_weight=sample_weight)
         # a fit's cosine decays over its own max_iter epochs; a stream of partial_fit calls over max_iter calls
         schedule = make_schedule(self.learning_rate, self.learning_rate_init, power_t=self.power_t,
                                  max_iter=self.max_iter, start_epoch=0 if incremental else self.history_.n_iter)
@@ -233,6 +240,21 @@ class _BaseMLP(BaseEstimator):
                   verbose=bool(self.verbose), callback=callback,
                   compile=self.compile, communicator=comm, distributed_data=self.distributed_data)
 
+    def _run_lbfgs(self, X, Y, *, callback, comm, sample_weight=None) -> None:
+        """Full-batch L-BFGS on all rows (:func:`xpmlp.lbfgs.fit_lbfgs`, SciPy's L-BFGS-B): ``max_iter``
+        iterations, ``max_fun`` cost evaluations, ``tol`` the projected-gradient tolerance. The batch
+        size, learning rate and early stopping parameters do not apply (as in scikit-learn);
+        ``compile`` compiles the cost and gradient on JAX (no CUDA graphs here)."""
+        from ..lbfgs import fit_lbfgs
+
+        if comm is not None:
+            raise ValueError(f"solver='lbfgs' does not run data-parallel (distributed={self.distributed!r}); use "
+                             "'adam', 'sgd' or 'adamw', or distributed=None")
+        with self._thread_limit(X.shape[0], training=True):
+            fit_lbfgs(self.net_, X, Y, alpha=float(self.alpha), max_iter=self.max_iter, max_fun=self.max_fun,
+                      tol=float(self.tol), verbose=bool(self.verbose), history=self.history_, callback=callback,
+                      compile=self.compile, sample_weight=sample_weight)
+
     def _set_history(self, history: History, first_epoch: int = 0) -> None:
         """The fitted attributes from ``history``; ``n_iter_`` counts the epochs since ``first_epoch``
         (those of the last ``fit``/``partial_fit`` call), ``t_`` the samples seen since the first fit
@@ -240,12 +262,16 @@ class _BaseMLP(BaseEstimator):
         self.history_ = history
         self.loss_curve_ = list(history.loss_curve)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else math.nan
-        self.best_loss_ = None if self.early_stopping else history.best_loss  # scikit-learn's None
+        if self.solver == "lbfgs":  # the cost at the result, also after 0 iterations (one fit per history)
+            self.loss_ = history.best_loss
+        # scikit-learn's None with early stopping (which lbfgs ignores, as there)
+        self.best_loss_ = None if self.early_stopping and self.solver != "lbfgs" else history.best_loss
         self.n_iter_ = history.n_iter - first_epoch
         self.t_ = history.t
-        self.validation_scores_ = list(history.validation_scores) if self.early_stopping else None
-        self.best_validation_score_ = history.best_validation_score if self.early_stopping else None
-        self.validation_loss_curve_ = list(history.validation_loss_curve) if self.early_stopping else None
+        stopping = self.early_stopping and self.solver != "lbfgs"
+        self.validation_scores_ = list(history.validation_scores) if stopping else None
+        self.best_validation_score_ = history.best_validation_score if stopping else None
+        self.validation_loss_curve_ = list(history.validation_loss_curve) if stopping else None
 
     def _split_validation(self, X, Y, rng, strata=None, weights=None):
         """Hold out ``validation_fraction`` of the rows (chosen on the host) for early stopping:
@@ -370,6 +396,7 @@ class _BaseMLP(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True  # SciPy sparse X, made dense at the boundary (xpmlp/_sparse.py)
         tags.target_tags.multi_output = True
         tags.non_deterministic = False
         return tags

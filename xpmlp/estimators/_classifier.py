@@ -11,7 +11,7 @@ from .. import backends
 from . import _parameters
 from ._base import _BaseMLP, _init_with
 from ._placement import concat_rows, host
-from ._sklearn import ClassifierMixin
+from ._sklearn import ClassifierMixin, stochastic_only
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -29,8 +29,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     activation : str, default "relu"
         Of the hidden layers: ``"identity"``, ``"logistic"`` (= ``"sigmoid"``), ``"tanh"``,
         ``"relu"``, or any other element-wise activation of :mod:`xpmlp.activations`.
-    solver : {"adam", "sgd", "adamw"}, default "adam"
+    solver : {"adam", "sgd", "adamw", "lbfgs"}, default "adam"
         ``"adamw"`` uses ``alpha`` as its decoupled weight decay instead of an L2 term.
+        ``"lbfgs"``: full-batch L-BFGS (SciPy's L-BFGS-B, which must be installed; the cost and
+        gradient computed on the model's backend, :func:`xpmlp.lbfgs.fit_lbfgs`), often best for
+        small data. As in scikit-learn it runs up to ``max_iter`` iterations and ``max_fun``
+        cost evaluations, stops when the projected gradient is within ``tol``, ignores the batch,
+        learning-rate and early-stopping parameters, has no ``partial_fit``, and each fit's
+        ``n_iter_`` is its own; ``loss_curve_`` holds the cost after each iteration (scikit-learn
+        keeps none), ``t_`` is 0. ``compile`` compiles the cost and gradient on JAX (no CUDA
+        graphs); data-parallel training (``distributed``) is refused.
     alpha : float, default 1e-4
         L2 penalty ``alpha / (2 m) sum ||W||^2`` (biases not penalised).
     batch_size : int or "auto", default "auto"
@@ -66,6 +74,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         For ``"adam"`` and ``"adamw"``.
     n_iter_no_change : int or inf, default 10
         ``np.inf``: never stop on stalls (``"adaptive"`` then never lowers the rate either).
+    max_fun : int, default 15000
+        For ``"lbfgs"``: the most cost (and gradient) evaluations of a fit; unlike scikit-learn,
+        whose SciPy call checks it only between iterations, no evaluation beyond it runs.
     backend : str or None
         ``None`` (follow the input arrays), ``"auto"``, or one of
         ``"numpy", "cupy", "torch", "jax", "array_api_strict"``.
@@ -171,6 +182,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         (see :func:`xpmlp.train`). Returns ``self``."""
         return self._fit(X, y, incremental=False, callback=callback, sample_weight=sample_weight)
 
+    @stochastic_only
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch on ``(X, y)`` (rows weighted by ``sample_weight``); ``classes`` (all labels) is
         required on the first call (except for multilabel targets). Returns ``self``."""

@@ -54,7 +54,7 @@ def _delegate(check):
 PARAMETERS = {
     "hidden_layer_sizes": Check(_layer_sizes, "positive integers"),
     "activation": Known(hidden_activations),
-    "solver": Known(lambda: sorted(OPTIMIZERS)),
+    "solver": Known(lambda: sorted([*OPTIMIZERS, "lbfgs"])),  # lbfgs: xpmlp.lbfgs, not an optimizer rule
     "learning_rate": Known(lambda: sorted(SCHEDULES)),
     "alpha": Number(0.0),
     "learning_rate_init": Number(0.0, low_open=True),
@@ -67,6 +67,7 @@ PARAMETERS = {
     "epsilon": Number(0.0, low_open=True),
     "max_iter": Integer(1),
     "n_iter_no_change": Or(Integer(1), math.inf),  # inf: never stop on stalls (scikit-learn's np.inf)
+    "max_fun": Integer(1),
     "batch_size": Or(Integer(1), "auto"),
     "n_threads": Or(Integer(1), None),
     "shuffle": Flag(),

@@ -10,7 +10,7 @@ from ..losses import get_loss
 from . import _parameters
 from ._base import _BaseMLP, _init_with
 from ._placement import as_float, check_castable, host
-from ._sklearn import RegressorMixin
+from ._sklearn import RegressorMixin, stochastic_only
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -47,6 +47,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         epoch. Returns ``self``."""
         return self._fit(X, y, incremental=False, callback=callback, sample_weight=sample_weight)
 
+    @stochastic_only
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch on ``(X, y)`` (rows weighted by ``sample_weight``); returns ``self``."""
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
