@@ -49,6 +49,7 @@ class Placed:
                  else _sparse.dense_rows(self.X, start, stop, self.dtype))
         else:
             X = self.X if start == 0 and stop is None else self.X[start:stop, ...]
+        source = self.X.data if _sparse.is_sparse(self.X) else X  # before the cast (the stored values of sparse X)
         xp, device = self.xp, self.device
         dtype = backends.float_dtype(xp, device, self.dtype)
         if not (xp is array_api_compat.array_namespace(X) and backends.same_device(device, array_api_compat.device(X))):
@@ -56,7 +57,7 @@ class Placed:
         if X.dtype != dtype:
             X = xp.astype(X, dtype)
         if not bool(xp.all(xp.isfinite(X))):
-            check_castable(self.X[start:stop, ...], xp, dtype, "X")
+            check_castable(source, xp, dtype, "X")
             raise ValueError("Input X contains NaN or infinity; remove or impute those entries first")
         return X
 
