@@ -123,13 +123,13 @@ def test_estimator_threads_during_fit_and_predict(backend, rng, two_blas_threads
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0, n_threads=n_threads)
     clf.fit(backend.asarray(X), backend.asarray(y, "int64"), callback=record)
     assert len(seen) == 3
-    real_forward = clf.net_._forward_output  # predict's cache-free forward, once per row chunk
+    real_forward = clf._forward_chunk  # predict's cache-free forward, once per row chunk
 
     def forward(*args, **kwargs):
         record()
         return real_forward(*args, **kwargs)
 
-    clf.net_._forward_output = forward
+    clf._forward_chunk = forward
     clf.predict(backend.asarray(X))
     clf.predict_proba(backend.asarray(X))
     assert len(seen) == 5

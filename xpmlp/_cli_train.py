@@ -114,7 +114,9 @@ def _estimator(args, classify: bool):
              "early_stopping": args.early_stopping or None, "validation_fraction": args.validation_fraction,
              "n_iter_no_change": args.patience, "verbose": args.verbose or None}
     shown = {k: v for k, v in given.items() if v is not None and k != "verbose"}
-    placement = {"backend": args.backend, "device": args.device, "dtype": args.dtype, "n_threads": args.threads,
+    # the CLI's data are always float64 (CSV, the digits): it keeps computing in float32 unless told
+    placement = {"backend": args.backend, "device": args.device, "dtype": args.dtype or "float32",
+                 "n_threads": args.threads,
                  "distributed": args.distributed}
     params = {"hidden_layer_sizes": args.hidden, "random_state": args.seed,
               **{k: v for k, v in {**given, **placement}.items() if v is not None}}

@@ -310,7 +310,10 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
     ------
     NonFiniteLossError
         When an epoch's cost or the parameters become NaN or infinite; the network
-        and the optimizer are put back to the start of that epoch first.
+        and the optimizer are put back to the start of that epoch first. With early
+        stopping, once a validation score has been taken, it warns instead
+        (:class:`ConvergenceWarning`, naming the epoch), stops, and restores the
+        parameters of the best validation score.
     DistributedError
         Data parallel: another rank failed (its rank and error are named).
 
@@ -395,6 +398,15 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
                 what = (f"the training loss became {loss}" if not math.isfinite(loss)
                         else "the parameters became NaN or infinite")
                 kept = f"from the end of epoch {epoch - 1}" if epoch > 1 else "its initial ones"
+                if early_stopping and history.best_params is not None:  # stop; the best ones are restored below
+                    history.stopped_because = f"{what} in epoch {epoch}"
+                    if speak:
+                        warnings.warn(f"{what} in epoch {epoch} (learning rate {lr:g}): training stopped there, "
+                                      "and the model keeps the parameters of its best validation score "
+                                      f"({history.best_validation_score:g}); a smaller learning_rate_init, e.g. "
+                                      f"{lr / 10:g}, or scaled inputs may do better", _convergence_warning(),
+                                      stacklevel=2)
+                    break
                 raise NonFiniteLossError(
                     f"{what} in epoch {epoch} (learning rate {lr:g}); try a smaller "
                     f"learning_rate_init, e.g. {lr / 10:g}, or scale the inputs. The model "

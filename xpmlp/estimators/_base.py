@@ -58,7 +58,7 @@ class _BaseMLP(BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend=None,
-                 device=None, dtype="float32", compile="auto", n_threads=None, distributed=None,
+                 device=None, dtype=None, compile="auto", n_threads=None, distributed=None,
                  distributed_data="replicated", dropout=None, init="sklearn"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -128,11 +128,12 @@ class _BaseMLP(BaseEstimator):
             self._rng_ = backends.make_rng(self.random_state, "random_state")
         return self._rng_
 
-    def _new_network(self, n_in: int, n_out: int, out_activation: str, loss: str, xp, device) -> None:
+    def _new_network(self, n_in: int, n_out: int, out_activation: str, loss: str, xp, device, *,
+                     dtype: str = "float32") -> None:
         hidden_act = _parameters.ALIASES.get(self.activation, self.activation)
         sizes = [n_in, *self._hidden, n_out]
         acts = [hidden_act] * len(self._hidden) + [out_activation]
-        self.net_ = MLP(sizes, acts, loss, backend=backends.backend_name(xp), device=device, dtype=self.dtype,
+        self.net_ = MLP(sizes, acts, loss, backend=backends.backend_name(xp), device=device, dtype=dtype,
                         seed=self._rng(), init=self.init, dropout=self.dropout)
         self.out_activation_ = out_activation
         self.n_layers_ = len(sizes)
@@ -187,6 +188,7 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and self.solver != "lbfgs":  # lbfgs trains on every row, as in scikit-learn
             X, Y, weights, validation_score, validation_loss = self._split_validation(X, Y, rng, strata, weights)
         history = self.history_
+        first_epoch = history.n_iter  # n_iter_ counts this call's epochs, as scikit-learn's does
         if not incremental:
             # a (warm-started) fit counts its own stalls and restores its own best epoch
             history.no_improvement_count = 0
@@ -196,7 +198,7 @@ class _BaseMLP(BaseEstimator):
                              callback=callback, comm=comm, sample_weight=weights, validation_loss=validation_loss)
         finally:  # also after a NonFiniteLossError: the model and its history stay consistent
             history.best_params = None  # restored already; no device arrays kept beyond fit
-            self._set_history(history)
+            self._set_history(history, first_epoch=first_epoch)
         return self
 
     def _prepare_model(self, X, y, *, incremental: bool, classes, comm):
@@ -214,7 +216,7 @@ class _BaseMLP(BaseEstimator):
         Y, strata = self._encode_targets(y, X.shape[0], xp, device, X.dtype, first=first, classes=classes,
                                          incremental=incremental)
         if first:
-            self._new_network(X.shape[1], Y.shape[1], *self._output_layer(), xp, device)
+            self._new_network(X.shape[1], Y.shape[1], *self._output_layer(), xp, device, dtype=placed.dtype)
         else:
             self._set_dropout()
         if self.optimizer_ is None or not incremental:  # partial_fit keeps its optimizer's moments
@@ -266,14 +268,18 @@ class _BaseMLP(BaseEstimator):
                       tol=float(self.tol), verbose=bool(self.verbose), history=self.history_, callback=callback,
                       compile=self.compile, sample_weight=sample_weight)
 
-    def _set_history(self, history: History) -> None:
+    def _set_history(self, history: History, first_epoch: int = 0) -> None:
+        """The fitted attributes from ``history``; ``n_iter_`` counts the epochs since ``first_epoch``
+        (those of the last ``fit``/``partial_fit`` call), ``t_`` the samples seen since the first fit
+        (both as in scikit-learn)."""
         self.history_ = history
         self.loss_curve_ = list(history.loss_curve)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else math.nan
         if self.solver == "lbfgs":  # the cost at the result, also after 0 iterations (one fit per history)
             self.loss_ = history.best_loss
-        self.best_loss_ = history.best_loss
-        self.n_iter_ = history.n_iter
+        # scikit-learn's None with early stopping (which lbfgs ignores, as there)
+        self.best_loss_ = None if self.early_stopping and self.solver != "lbfgs" else history.best_loss
+        self.n_iter_ = history.n_iter - first_epoch
         self.t_ = history.t
         stopping = self.early_stopping and self.solver != "lbfgs"
         self.validation_scores_ = list(history.validation_scores) if stopping else None
@@ -344,9 +350,16 @@ class _BaseMLP(BaseEstimator):
         """``A[L]`` in row layout for the rows of ``placed``, chunk by chunk: yields
         ``(n_chunk, n_outputs)`` arrays on the compute backend.
 
-        Each chunk is moved, cast and checked for NaN on its own and goes through the network's
-        cache-free forward, so the extra memory of a prediction is bounded by
+        Each chunk is moved, cast and checked for NaN on its own and goes through the forward
+        recurrence without a cache, so the extra memory of a prediction is bounded by
         :data:`xpmlp.estimators.PREDICT_MEMORY_BUDGET` whatever the number of rows (plus the outputs).
+
+        The products are taken in row layout, ``Z.T = A_prev.T @ W.T`` (scikit-learn's), not as the
+        core's ``W @ A_prev``: with one output, ``W @ A_prev`` is a BLAS matrix-vector product whose
+        rounding depends on a row's position in the chunk (1 ulp in float32 with OpenBLAS), and a
+        row's prediction should not depend on the rows beside it (scikit-learn's
+        ``check_methods_sample_order_invariance``). The activations see the column layout (softmax
+        is along axis 0), as a transposed view.
         """
         from . import PREDICT_MEMORY_BUDGET  # the package's, which a user may change
 
@@ -355,7 +368,13 @@ class _BaseMLP(BaseEstimator):
         params = list(net.params)
         with self._thread_limit(min(rows, placed.n_samples), training=False):
             for Xc in placed.chunks(rows):
-                yield net._forward_output(Xc.T, params).T
+                yield self._forward_chunk(Xc, params)
+
+    def _forward_chunk(self, A, params):
+        """``A[L]`` for the rows ``A: (n_chunk, n0)``, row layout, no cache (see :meth:`_forward_rows`)."""
+        for (W, b), g in zip(params, self.net_.activations):
+            A = g.forward((A @ W.T + b.T).T, xp=self.net_.xp).T
+        return A
 
     def _forward(self, placed: Placed):
         """``A[L]`` in row layout, ``(n_samples, n_outputs)``, on the compute backend, in chunks."""

@@ -75,7 +75,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     validation_fraction : float, default 0.1
     beta_1, beta_2, epsilon : float
         For ``"adam"`` and ``"adamw"``.
-    n_iter_no_change : int, default 10
+    n_iter_no_change : int or inf, default 10
+        ``np.inf``: never stop on stalls (``"adaptive"`` then never lowers the rate either).
     max_fun : int, default 15000
         For ``"lbfgs"``: the most cost (and gradient) evaluations of a fit; unlike scikit-learn,
         whose SciPy call checks it only between iterations, no evaluation beyond it runs.
@@ -84,7 +85,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ``"numpy", "cupy", "torch", "jax", "array_api_strict"``.
     device : optional
         A device of the backend (``"cuda:1"``, ``"cpu"``, ...).
-    dtype : {"float32", "float64"}, default "float32"
+    dtype : {None, "float32", "float64"}, default None
+        What the model computes in. ``None`` follows the first fit's X, as scikit-learn does:
+        float32 X computes in float32; anything else (float64, float16, integers, booleans,
+        object arrays, lists) in float64. On a device without float64 (JAX without x64, Apple's
+        MPS, array-api-strict's ``no_float64``) float64 X computes in float32 with a warning; an
+        explicit ``dtype="float64"`` there is an error. A fitted model keeps its dtype (later
+        fits and predictions cast X to it; see ``net_.dtype_name``). Results (``predict_proba``,
+        the regressor's ``predict``) come back in NumPy's promotion of X's dtype with the
+        model's, as scikit-learn's do: float32 for float32 X on a float32 model, float64 for
+        float64 X whatever the model.
     compile : "auto", True or False, default "auto"
         Run the training epochs through the backend's compiler (:mod:`xpmlp.compile`):
         ``"auto"`` compiles on JAX (a whole epoch as one XLA program) and runs the other
@@ -128,12 +138,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         against them as scikit-learn does: other names or another order are a ``ValueError``,
         names on one side only a ``UserWarning``.
     out_activation_ : str
-    loss_, best_loss_ : float
-        The last and the lowest training cost (with the L2 term; kept with early stopping too).
+    loss_ : float
+        The last training cost (with the L2 term).
+    best_loss_ : float or None
+        The lowest training cost; ``None`` with early stopping (scikit-learn's convention: the
+        validation score decides there).
     loss_curve_ : list of float
+        Every epoch's training cost, over all fits of a warm-started model.
     validation_scores_, best_validation_score_ : list of float, float (early stopping) or None
     n_iter_ : int
-        Epochs run. ``t_``: training samples seen.
+        Epochs run by the last ``fit`` (or ``partial_fit``: 1), as in scikit-learn, so that
+        ``n_iter_ == max_iter`` still means "stopped by max_iter" after a warm start. ``t_``:
+        training samples seen since the first fit (over warm starts and partial fits).
     backend_, device_ : str
         Where the network computes.
     optimizer_ : xpmlp.optimizers.Optimizer
@@ -155,6 +171,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     row's weight and the validation score and loss are weighted. ``class_weight="balanced"``
     is refused by ``partial_fit`` (a batch's counts are not the data's: give a dict), and
     class weights by multilabel targets.
+
+    Notes
+    -----
+    A diverging fit (the training cost or a parameter becomes NaN or infinite): with
+    ``early_stopping=True``, training stops at that epoch with a :class:`~xpmlp.training.ConvergenceWarning`
+    naming it, and the model keeps the parameters of its best validation score (as it would at
+    a normal stop); a divergence in the very first epoch has no such parameters and raises.
+    Without early stopping, ``fit`` raises :class:`xpmlp.training.NonFiniteLossError`, and the
+    model is left as it was after the last finite epoch (``n_iter_``, ``loss_curve_`` and the
+    parameters agree; ``predict`` works; a warm start continues from there). X values that are
+    finite but too large for the model's dtype (1e39 into float32) are an error that says so.
 
     Examples
     --------
@@ -293,16 +320,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self.classes_ = known
             self._multilabel = multilabel
         if self._multilabel:
-            Y = y.astype(self.dtype)
+            Y = y.astype(np.float32)  # 0/1: exact in any float dtype, cast to the model's below
         else:
             index = np.searchsorted(self.classes_, y)
             if len(self.classes_) == 2:
-                Y = (index == 1).astype(self.dtype)[:, None]
+                Y = (index == 1).astype(np.float32)[:, None]
             else:
-                Y = np.zeros((n, len(self.classes_)), dtype=self.dtype)
+                Y = np.zeros((n, len(self.classes_)), dtype=np.float32)
                 Y[np.arange(n), index] = 1.0
         strata = None if self._multilabel else np.searchsorted(self.classes_, y)
-        return backends.to_backend(Y, xp, device), strata
+        return backends.to_backend(Y, xp, device, dtype=dtype), strata
 
     def _device_score(self, A, Y, w=None):
         """Accuracy on the device (validation during early stopping): ``A, Y: (n_outputs, m)``;
@@ -321,7 +348,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         P = self._forward(placed)
         if P.shape[1] == 1 and not self._multilabel:
             P = self.net_.xp.concat([1.0 - P, P], axis=1)
-        return placed.back(P)
+        return placed.back(P, floating=True)
 
     def predict_log_proba(self, X):
         """``log(predict_proba(X))``."""

@@ -94,7 +94,7 @@ PARAMETERS = {
     "beta_2": Number(0.0, 1.0),
     "epsilon": Number(0.0, low_open=True),
     "max_iter": Integer(1),
-    "n_iter_no_change": Integer(1),
+    "n_iter_no_change": Or(Integer(1), math.inf),  # inf: never stop on stalls (scikit-learn's np.inf)
     "max_fun": Integer(1),
     "batch_size": Or(Integer(1), "auto"),
     "n_threads": Or(Integer(1), None),
@@ -103,7 +103,7 @@ PARAMETERS = {
     "warm_start": Flag(),
     "nesterovs_momentum": Flag(),
     "early_stopping": Flag(),
-    "dtype": OneOf("float32", "float64"),
+    "dtype": OneOf(None, "float32", "float64"),  # None: follow X (see _placement.choose_dtype)
     "compile": OneOf("auto", True, False),
     "distributed": _delegate(_distributed.check_distributed),
     "distributed_data": _delegate(_distributed.check_data_mode),

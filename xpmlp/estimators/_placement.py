@@ -29,6 +29,8 @@ class Placed:
 
     def __init__(self, X, xp, device, dtype: str, origin: tuple[Any, Any]):
         self.X, self.xp, self.device, self.dtype, self.origin = X, xp, device, dtype, origin
+        #: the floating dtype of results (probabilities, regression outputs): see :func:`output_float`
+        self.out_dtype = output_float(X, origin[0], dtype)
 
     @property
     def n_samples(self) -> int:
@@ -48,6 +50,7 @@ class Placed:
                  else _sparse.dense_rows(self.X, start, stop, self.dtype))
         else:
             X = self.X if start == 0 and stop is None else self.X[start:stop, ...]
+        source = self.X.data if _sparse.is_sparse(self.X) else X  # before the cast (the stored values of sparse X)
         xp, device = self.xp, self.device
         dtype = backends.float_dtype(xp, device, self.dtype)
         if not (xp is array_api_compat.array_namespace(X) and backends.same_device(device, array_api_compat.device(X))):
@@ -55,6 +58,7 @@ class Placed:
         if X.dtype != dtype:
             X = xp.astype(X, dtype)
         if not bool(xp.all(xp.isfinite(X))):
+            check_castable(source, xp, dtype, "X")
             raise ValueError("Input X contains NaN or infinity; remove or impute those entries first")
         return X
 
@@ -64,12 +68,15 @@ class Placed:
         for start in range(0, n, size):
             yield self.rows(start, min(start + size, n))
 
-    def back(self, A):
-        """``A`` (computed on the compute backend) in the input's namespace and device."""
+    def back(self, A, *, floating: bool = False):
+        """``A`` (computed on the compute backend) in the input's namespace and device; ``floating``:
+        also in :attr:`out_dtype` (where the input's device has it; else as computed)."""
         xp_in, dev_in = self.origin
-        if xp_in is self.xp and backends.same_device(dev_in, self.device):
-            return A
-        return backends.to_backend(A, xp_in, dev_in)
+        if not (xp_in is self.xp and backends.same_device(dev_in, self.device)):
+            A = backends.to_backend(A, xp_in, dev_in)
+        if floating and self.out_dtype != self.dtype and has_float(xp_in, dev_in, self.out_dtype):
+            A = xp_in.astype(A, backends.float_dtype(xp_in, dev_in, self.out_dtype))
+        return A
 
 
 def place(est, X, *, fitting: bool) -> Placed:
@@ -97,6 +104,7 @@ def place(est, X, *, fitting: bool) -> Placed:
     _check_matrix(X, xp_in)
     if fitting and not est._keeps_model():
         xp, device = choose_backend(est, xp_in, dev_in)
+        dtype = choose_dtype(est.dtype, input_float(X, xp_in), xp, device)
     else:
         est._check_fitted()
         if X.shape[1] != est.n_features_in_:
@@ -106,7 +114,63 @@ def place(est, X, *, fitting: bool) -> Placed:
         if est.backend is None and not (xp is xp_in and backends.same_device(device, dev_in)):
             est._move(xp_in, dev_in)  # backend=None follows the arrays
             xp, device = xp_in, dev_in
-    return Placed(X, xp, device, est.dtype, (xp_in, dev_in))
+        dtype = est.net_.dtype_name  # a fitted model computes in its own dtype
+    return Placed(X, xp, device, dtype, (xp_in, dev_in))
+
+
+def input_float(X, xp) -> str:
+    """The floating dtype scikit-learn gives X: float32 stays float32, anything else (float64,
+    float16, integers, booleans) is float64."""
+    return "float32" if X.dtype == xp.float32 else "float64"
+
+
+#: the dtypes that NumPy promotes with float32 to float32 (the others, to float64)
+_NARROW = ("bool", "int8", "uint8", "int16", "uint16", "float16", "float32")
+
+
+def output_float(X, xp, dtype: str) -> str:
+    """The dtype of a model's results for X: NumPy's promotion of X's dtype with the model's ``dtype``,
+    which is what scikit-learn's ``X @ coefs_`` gives (float32 only where both are float32 or X is
+    narrower)."""
+    if dtype == "float32" and any(X.dtype == getattr(xp, name, None) for name in _NARROW):
+        return "float32"
+    return "float64"
+
+
+def has_float(xp, device, name: str) -> bool:
+    """Whether ``device`` of ``xp`` has the floating dtype ``name`` (not: JAX without x64, MPS,
+    array-api-strict's ``no_float64``)."""
+    return name in xp.__array_namespace_info__().dtypes(device=device, kind="real floating")
+
+
+def choose_dtype(dtype: str | None, wanted: str, xp, device) -> str:
+    """The dtype a first fit computes in: the ``dtype`` parameter when given (a device without it
+    raises the clear ``TypeError`` of :func:`xpmlp.backends.float_dtype` later), else X's
+    (``wanted``, see :func:`input_float`). float64 X on a device without float64 computes in
+    float32, with a warning: the user asked for no dtype, and float64 is NumPy's default more
+    often than a choice; an explicit ``dtype="float64"`` there is an error instead."""
+    if dtype is not None:
+        return dtype
+    if not has_float(xp, device, wanted):
+        warnings.warn(f"X is {wanted}, but backend {backends.backend_name(xp)!r} on device "
+                      f"{backends.device_name(device)} has no {wanted}: the model computes in float32 (pass "
+                      "dtype='float32' to choose it and silence this warning)", UserWarning, stacklevel=_caller_level())
+        return "float32"
+    return wanted
+
+
+def check_castable(X, xp, dtype, what: str) -> None:
+    """Raise a ``ValueError`` saying so where ``X`` (as the user gave it) is finite but has values too
+    large for ``dtype`` of ``xp`` (they overflowed to infinity on the cast); return where X itself
+    holds NaN or infinity (the caller says that)."""
+    xp_x = array_api_compat.array_namespace(X)
+    if not xp_x.isdtype(X.dtype, "real floating") or not bool(xp_x.all(xp_x.isfinite(X))):
+        return
+    info = xp.finfo(dtype)
+    name = f"float{info.bits}"
+    raise ValueError(f"{what} has values too large for {name} (largest magnitude {float(xp_x.max(xp_x.abs(X))):.4g}; "
+                     f"{name} holds up to {float(info.max):.4g}): scale {what}, or compute in float64 "
+                     "(dtype='float64')")
 
 
 def feature_names(X) -> np.ndarray | None:

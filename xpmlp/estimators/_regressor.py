@@ -9,7 +9,7 @@ from .. import backends
 from ..losses import get_loss
 from . import _parameters
 from ._base import _BaseMLP, _init_with
-from ._placement import as_float, host
+from ._placement import as_float, check_castable, host
 from ._sklearn import RegressorMixin, stochastic_only
 
 
@@ -75,6 +75,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if y1d:
             Y = xp.reshape(Y, (n, 1))
         if not bool(xp.all(xp.isfinite(Y))):
+            check_castable(y, xp, dtype, "y")
             raise ValueError("Input y contains NaN or infinity")
         if self.loss == "poisson":
             get_loss("poisson").check_targets(Y, xp=xp, what="y")
@@ -95,7 +96,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         A = self._forward(placed)
         if self._y_1d:
             A = A[:, 0]
-        return placed.back(A)
+        return placed.back(A, floating=True)
 
     def score(self, X, y, sample_weight=None):
         """The coefficient of determination R^2 of ``predict(X)`` (averaged over the targets)."""

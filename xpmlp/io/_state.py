@@ -162,6 +162,14 @@ def on_backend_or_numpy(build, name: str, device: Any, *, what: str, fall_back: 
         return build("numpy", None)
 
 
+#: how an infinite hyperparameter (``n_iter_no_change=np.inf``) is written in JSON, which has no inf
+_INF = "inf"
+
+
+def _is_inf(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == math.inf
+
+
 def _jsonable(value):
     """Make a hyperparameter JSON-able (tuples to lists, NumPy scalars to Python, devices to names)."""
     if value is None or isinstance(value, (bool, str)):
@@ -182,10 +190,12 @@ def _jsonable(value):
 
 def params_from_json(params: dict[str, Any]) -> dict[str, Any]:
     """The hyperparameters as :func:`estimator_state` wrote them, back: lists to tuples, and a list of
-    ``[label, weight]`` pairs (a dict, ``class_weight``) to the dict."""
+    ``[label, weight]`` pairs (a dict, ``class_weight``) to the dict, ``"inf"`` to ``math.inf``."""
     out = {}
     for name, value in params.items():
-        if isinstance(value, list) and value and all(isinstance(v, list) and len(v) == 2
+        if value == _INF:  # n_iter_no_change=np.inf
+            value = math.inf
+        elif isinstance(value, list) and value and all(isinstance(v, list) and len(v) == 2
                                                      and not isinstance(v[0], (list, dict)) for v in value):
             value = {k: v for k, v in value}
         elif isinstance(value, list):
@@ -203,7 +213,7 @@ def estimator_state(est) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     model predicts, and a warm start begins with fresh moments).
     """
     est._check_fitted()
-    params = {k: _jsonable(v) for k, v in est.get_params().items()}
+    params = {k: _INF if _is_inf(v) else _jsonable(v) for k, v in est.get_params().items()}
     net_meta, arrays = mlp_state(est.net_)
     meta = {
         "class": type(est).__name__,
