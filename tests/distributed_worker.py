@@ -29,6 +29,15 @@ def problem(seed: int = 0):
     return X, Y
 
 
+def weights():
+    """Sample weights of :func:`problem`'s rows, in [0, 3), with zeros: rows 12-19 and 32 (sharded
+    without shuffling, the last two global steps weigh nothing) and 24-31 (shares of zeros)."""
+    w = np.random.default_rng(5).uniform(0.0, 3.0, ROWS)
+    w[12:20] = 0.0
+    w[24:] = 0.0
+    return w
+
+
 def network(backend: str = "numpy", seed: int = 0):
     import xpmlp
 
@@ -76,7 +85,7 @@ def _params(net) -> dict:
     return out
 
 
-def run_train(comm, backend="numpy", compile="auto"):
+def run_train(comm, backend="numpy", compile="auto", weighted=False):
     import xpmlp
     from xpmlp import backends
     from xpmlp.optimizers import Adam
@@ -85,12 +94,13 @@ def run_train(comm, backend="numpy", compile="auto"):
     net = network(backend, seed=comm.rank)  # different seeds: rank 0's parameters are broadcast ...
     rng = 1 if comm.rank == 0 else 12345  # ... and rank 0's random state adopted
     h = xpmlp.train(net, backends.to_backend(X, backend), backends.to_backend(Y, backend),
-                    optimizer=Adam(LEARNING_RATE), rng=rng, communicator=comm, compile=compile, **TRAIN)
+                    optimizer=Adam(LEARNING_RATE), rng=rng, communicator=comm, compile=compile,
+                    sample_weight=weights() if weighted else None, **TRAIN)
     return _params(net), {"loss_curve": h.loss_curve, "n_iter": h.n_iter, "mode": h.compile_mode,
                           "calls": comm.stats["calls"]}
 
 
-def run_sharded(comm):
+def run_sharded(comm, weighted=False):
     import xpmlp
     from xpmlp.optimizers import Adam
 
@@ -98,7 +108,8 @@ def run_sharded(comm):
     rows = shard(comm.rank)
     net = network()
     h = xpmlp.train(net, X[rows], Y[rows], optimizer=Adam(LEARNING_RATE), rng=1, communicator=comm,
-                    distributed_data="sharded", shuffle=False, **TRAIN)
+                    distributed_data="sharded", shuffle=False, sample_weight=weights()[rows] if weighted else None,
+                    **TRAIN)
     return _params(net), {"loss_curve": h.loss_curve, "n_iter": h.n_iter, "t": h.t, "steps": h.steps}
 
 
@@ -181,6 +192,23 @@ def run_validation_failure(comm):
     return {}, _error(run)
 
 
+def run_bad_weights(comm):
+    """Rank 1's sample weights hold a negative one: its own error there, a DistributedError naming it
+    on rank 0; and weights given on rank 0 only: a clear error on both."""
+    import xpmlp
+    from xpmlp.optimizers import Adam
+
+    X, Y = problem()
+    w = weights()
+    if comm.rank == 1:
+        w[3] = -1.0
+    negative = _error(lambda: xpmlp.train(network(), X, Y, optimizer=Adam(), communicator=comm, sample_weight=w,
+                                          distributed_data="sharded", **TRAIN))
+    partial = _error(lambda: xpmlp.train(network(), X, Y, optimizer=Adam(), communicator=comm,
+                                         sample_weight=weights() if comm.rank == 0 else None, **TRAIN))
+    return {}, {"negative": negative, "partial": partial}
+
+
 def run_step_failure(comm):
     """Rank 1 raises inside its 7th step (epoch 2): the job must stop, not hang. (On MPI the
     failing rank calls MPI_Abort and nothing is written; on torch every rank records its error
@@ -218,6 +246,10 @@ SCENARIOS = {
     "step_failure": run_step_failure,
     "train_jax": lambda comm: run_train(comm, backend="jax", compile=True),
     "train_torch": lambda comm: run_train(comm, backend="torch"),
+    "train_weighted": lambda comm: run_train(comm, weighted=True),
+    "train_jax_weighted": lambda comm: run_train(comm, backend="jax", compile=True, weighted=True),
+    "sharded_weighted": lambda comm: run_sharded(comm, weighted=True),
+    "bad_weights": run_bad_weights,
 }
 
 
@@ -225,7 +257,7 @@ def main(argv) -> int:
     engine, outdir, *names = argv
     from xpmlp import distributed
 
-    if any(name == "train_jax" for name in names):
+    if any(name.startswith("train_jax") for name in names):
         import jax
 
         jax.config.update("jax_enable_x64", True)

@@ -141,7 +141,7 @@ def test_sigmoid_saturates_exactly():
 
 
 def test_registry_lists_known_names_on_typo():
-    with pytest.raises(ValueError, match=r"unknown activation 'rleu'; expected one of \['elu', 'gelu'"):
+    with pytest.raises(ValueError, match=r"unknown activation 'rleu'; expected one of \['elu', 'exp', 'gelu'"):
         xpmlp.get_activation("rleu")
     with pytest.raises(TypeError, match="activation must be a name"):
         xpmlp.get_activation(3)

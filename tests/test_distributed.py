@@ -124,17 +124,18 @@ def _assert_close(params: dict, ref: dict):
 
 
 # ------------------------------------------------------------ references
-def _one_process_train():
+def _one_process_train(weights=None):
     X, Y = worker.problem()
     net = worker.network(seed=0)
-    h = xpmlp.train(net, X, Y, optimizer=Adam(worker.LEARNING_RATE), rng=1, **worker.TRAIN)
+    h = xpmlp.train(net, X, Y, optimizer=Adam(worker.LEARNING_RATE), rng=1, sample_weight=weights, **worker.TRAIN)
     return _host(net), h
 
 
-def _one_process_sharded():
+def _one_process_sharded(weights=None):
     """The global batches of the sharded scenario, stepped by the one-process training step:
     step i takes rows [4i, 4i+4) of each rank's shard (rank 0: rows 0-19, rank 1: rows 20-32)
-    until a shard runs out; the epoch's loss is over all 33 rows."""
+    until a shard runs out; the epoch's loss is over all 33 rows (with ``weights``: each batch's
+    cost weighted by its weight sum, over the sum of all weights)."""
     X, Y = worker.problem()
     net = worker.network(seed=0)
     opt = Adam(worker.LEARNING_RATE)
@@ -149,20 +150,24 @@ def _one_process_sharded():
         total = 0.0
         for i in range(n_steps):
             rows = np.concatenate([s[i * local:(i + 1) * local] for s in shards])
-            params, state, cost = step(params, state, X[rows], Y[rows], key)
-            total += float(cost) * len(rows)
+            if weights is None:
+                params, state, cost = step(params, state, X[rows], Y[rows], key)
+                total += float(cost) * len(rows)
+            else:
+                params, state, cost = step(params, state, X[rows], Y[rows], key, weights[rows])
+                total += float(cost) * weights[rows].sum()
             key += 1
-        curve.append(total / worker.ROWS)
+        curve.append(total / (worker.ROWS if weights is None else weights.sum()))
     net.params = params
     return _host(net), curve, n_steps
 
 
-def _assert_equals_one_process_train(outdir: Path, name: str) -> dict:
+def _assert_equals_one_process_train(outdir: Path, name: str, weights=None) -> dict:
     """Scenario ``name`` (:func:`worker.run_train`) ended the same on both ranks and as one process;
     returns rank 0's meta."""
     ranks = _read(outdir, name)
     _assert_same_on_both_ranks(ranks)
-    ref, h = _one_process_train()
+    ref, h = _one_process_train(weights)
     params, meta = ranks[0]
     _assert_close(params, ref)
     np.testing.assert_allclose(meta["loss_curve"], h.loss_curve, rtol=RTOL)

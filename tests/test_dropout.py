@@ -304,7 +304,7 @@ def test_estimator_saves_and_loads_dropout_and_init(tmp_path):
     path = tmp_path / "m.xpmlp"
     clf.save(path)
     back = xpmlp.io.load(path)
-    assert back.get_params()["dropout"] == [0.4, 0.2] and back.get_params()["init"] == "he_glorot"
+    assert tuple(back.get_params()["dropout"]) == (0.4, 0.2) and back.get_params()["init"] == "he_glorot"
     X, _ = _clf_data()
     np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
     again = pickle.loads(pickle.dumps(clf))
@@ -330,3 +330,10 @@ def test_estimator_refuses_dropout_with_distributed_training_and_unknown_init():
         xpmlp.MLPRegressor((4,), dropout=0.5, distributed="mpi").fit(X, y)
     with pytest.raises(ValueError, match=r"unknown init 'glorot'; expected one of \['he_glorot', 'sklearn'\]"):
         xpmlp.MLPRegressor((4,), init="glorot").fit(X, y)
+
+
+def test_estimator_refuses_dropout_with_lbfgs():
+    X, y = _clf_data()
+    with pytest.raises(ValueError, match=r"dropout=0.2 does not go with solver='lbfgs'"):
+        xpmlp.MLPClassifier((4,), solver="lbfgs", dropout=0.2).fit(X, y)
+    xpmlp.MLPClassifier((4,), solver="lbfgs", dropout=0.0, max_iter=5).fit(X, y)  # rate 0 is no dropout

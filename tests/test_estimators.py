@@ -359,7 +359,7 @@ def test_check_estimator_float64():
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(solver="lbfgs"), r"unknown solver 'lbfgs'; expected one of \['adam', 'adamw', 'sgd'\]"),
+    (dict(solver="lbgfs"), r"unknown solver 'lbgfs'; expected one of \['adam', 'adamw', 'lbfgs', 'sgd'\]"),
     (dict(activation="rleu"), r"unknown activation 'rleu'; expected one of \[.*'relu'.*\]"),
     (dict(learning_rate="fast"), r"unknown learning_rate 'fast'; expected one of"),
     (dict(hidden_layer_sizes=(4, 0)), "hidden_layer_sizes must be positive integers"),

@@ -120,7 +120,7 @@ def test_fused_cost_is_finite_and_right_when_saturated(backend, dtype, loss, g):
 
 def test_unknown_loss_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown loss 'mse'; expected one of \['absolute_error', "
-                                         r"'binary_cross_entropy', 'cross_entropy', 'squared_error'\]"):
+                                         r"'binary_cross_entropy', 'cross_entropy', 'poisson', 'squared_error'\]"):
         xpmlp.get_loss("mse")
     with pytest.raises(TypeError):
         xpmlp.get_loss(None)

@@ -50,6 +50,7 @@ __all__ = [
     "ELU",
     "GELU",
     "SiLU",
+    "Exp",
     "ACTIVATIONS",
     "get_activation",
     "register_activation",
@@ -316,6 +317,30 @@ class SiLU(Elementwise):
         return S * (1.0 + Z * (1.0 - S))
 
 
+class Exp(Elementwise):
+    """``g(z) = e^z``, ``g' = g``: the output of a Poisson regression (the canonical link of the
+    ``poisson`` loss, :class:`xpmlp.losses.PoissonDeviance`), as in scikit-learn's
+    ``MLPRegressor(loss="poisson")``.
+
+    ``z`` is clamped from above to ``floor(log(max) / 2)`` of the dtype (44 in float32, 354 in
+    float64) before the exponential: outputs stay below the square root of the largest number
+    (~1.3e19, ~1.1e154), so sums of outputs, the Poisson cost and the gradients through the
+    layers stay finite where the network is driven far past any sensible mean; below the clamp
+    nothing changes. (Its square can still overflow: with ``squared_error`` such a network's
+    cost is infinite.) The derivative is ``A`` also above the clamp, so training still pulls
+    ``z`` back down there.
+    """
+
+    name = "exp"
+    output_range = Interval(0.0, math.inf)
+
+    def forward(self, Z, *, xp):
+        return xp.exp(xp.minimum(Z, float(math.floor(math.log(xp.finfo(Z.dtype).max) / 2))))
+
+    def derivative(self, Z, A, *, xp):
+        return A
+
+
 class Softmax(Activation):
     """``a_i = e^{z_i} / sum_j e^{z_j}`` over each column (each example).
 
@@ -348,7 +373,7 @@ def register_activation(cls: type[Activation], *, overwrite: bool = False) -> ty
     return _registry.register(ACTIVATIONS, cls, Activation, "activation", overwrite=overwrite)
 
 
-for _cls in (Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU, Softmax, Softplus, ELU, GELU, SiLU):
+for _cls in (Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU, Softmax, Softplus, ELU, GELU, SiLU, Exp):
     register_activation(_cls)
 
 

@@ -5,7 +5,10 @@ only place that knows how each backend compiles one; the math never knows it
 is compiled. An *epoch runner* takes the parameters, the optimizer state, the
 data (row layout, on the device), the epoch's order of the rows and the batch
 size, and returns ``(params, opt_state, total)``, ``total`` being the sum over
-the batches of ``cost * m_batch`` as a 0-d device array. Three runners:
+the batches of ``cost * m_batch`` as a 0-d device array. With sample weights
+(``W: (n_samples, 1)``, a runner's last argument) each batch's weights are
+gathered with its rows (inside the compiled programs on JAX) and ``m_batch`` is
+the batch's weight sum. Three runners:
 
 ``eager``       A Python loop over the batches calling the step: NumPy,
                 array-api-strict, PyTorch on the CPU, and anything without a compiler.
@@ -103,18 +106,23 @@ class EagerEpoch:
         self.xp = step.net.xp
         self.compile_seconds = 0.0
 
-    def __call__(self, params, opt_state, X, Y, order, batch_size: int, key: int):
-        xp, step = self.xp, self.step
+    def _batch(self, X, Y, W, order, rows: slice):
+        """``(Xb, Yb, Wb)``: the rows at positions ``rows`` of the epoch's ``order`` (of the data
+        in order where ``order`` is None); ``Wb`` None without sample weights ``W``."""
+        if order is None:
+            return X[rows, :], Y[rows, :], (None if W is None else W[rows, :])
+        xp, idx = self.xp, order[rows]
+        return (xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0),
+                None if W is None else xp.take(W, idx, axis=0))
+
+    def __call__(self, params, opt_state, X, Y, order, batch_size: int, key: int, W=None):
+        step = self.step
         total = None
         n = X.shape[0] if order is None else order.shape[0]
         for i, sl in enumerate(batch_slices(n, batch_size)):
-            if order is None:
-                Xb, Yb = X[sl, :], Y[sl, :]
-            else:
-                rows = order[sl]
-                Xb, Yb = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
-            params, opt_state, cost = step(params, opt_state, Xb, Yb, key + i)
-            cost = cost * (sl.stop - sl.start)
+            Xb, Yb, Wb = self._batch(X, Y, W, order, sl)
+            params, opt_state, cost, m = step.run(params, opt_state, Xb, Yb, key + i, Wb)
+            cost = cost * m
             total = cost if total is None else total + cost
         return params, opt_state, total
 
@@ -148,29 +156,30 @@ class JaxEpoch:
             self._programs[sig] = prog
         return prog
 
-    def _scan_epoch(self, params, opt_state, X, Y, rows, key0):
-        xp, step = self.xp, self.step
-        m = rows.shape[1]
+    def _gathered_step(self, params, opt_state, X, Y, W, idx, key):
+        """The step on the rows ``idx`` (gathered inside the program); its cost times its size
+        (or weight sum)."""
+        xp = self.xp
+        Wb = None if W is None else xp.take(W, idx, axis=0)
+        params, opt_state, cost, m = self.step.run(params, opt_state, xp.take(X, idx, axis=0),
+                                                   xp.take(Y, idx, axis=0), key, Wb)
+        return params, opt_state, cost * m
+
+    def _scan_epoch(self, params, opt_state, X, Y, W, rows, key0):
+        xp = self.xp
 
         def body(carry, batch):
             params, opt_state, total = carry
             i, idx = batch
-            Xb, Yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
-            params, opt_state, cost = step(params, opt_state, Xb, Yb, key0 + i)
-            return (params, opt_state, total + cost * m), None
+            params, opt_state, cost = self._gathered_step(params, opt_state, X, Y, W, idx, key0 + i)
+            return (params, opt_state, total + cost), None
 
         steps = xp.arange(rows.shape[0], dtype=key0.dtype)
         total0 = xp.zeros((), dtype=X.dtype)
         (params, opt_state, total), _ = self._jax.lax.scan(body, (params, opt_state, total0), (steps, rows))
         return params, opt_state, total
 
-    def _one_step(self, params, opt_state, X, Y, idx, key):
-        xp = self.xp
-        Xb, Yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
-        params, opt_state, cost = self.step(params, opt_state, Xb, Yb, key)
-        return params, opt_state, cost * idx.shape[0]
-
-    def _plan(self, params, opt_state, X, Y, order, batch_size: int, key: int):
+    def _plan(self, params, opt_state, X, Y, order, batch_size: int, key: int, W=None):
         """The programs an epoch runs, with their arguments: [(program, args), ...]."""
         xp = self.xp
         n = X.shape[0] if order is None else order.shape[0]
@@ -182,22 +191,22 @@ class JaxEpoch:
         plan = []
         if full:
             rows = xp.reshape(order[:full * batch_size], (full, batch_size))
-            args = (params, opt_state, X, Y, rows, xp.asarray(key, dtype=xp.int32))
+            args = (params, opt_state, X, Y, W, rows, xp.asarray(key, dtype=xp.int32))
             plan.append((self._program("epoch", self._scan_epoch, *args), args))
         if full * batch_size < n:
-            args = (params, opt_state, X, Y, order[full * batch_size:], xp.asarray(key + full, dtype=xp.int32))
-            plan.append((self._program("step", self._one_step, *args), args))
+            args = (params, opt_state, X, Y, W, order[full * batch_size:], xp.asarray(key + full, dtype=xp.int32))
+            plan.append((self._program("step", self._gathered_step, *args), args))
         return plan
 
-    def warm(self, params, opt_state, X, Y, order, batch_size: int, key: int = 0) -> float:
+    def warm(self, params, opt_state, X, Y, order, batch_size: int, key: int = 0, W=None) -> float:
         """Compile what a call with these shapes runs, without running it; returns the seconds spent."""
         before = self.compile_seconds
-        self._plan(params, opt_state, X, Y, order, batch_size, key)
+        self._plan(params, opt_state, X, Y, order, batch_size, key, W)
         return self.compile_seconds - before
 
-    def __call__(self, params, opt_state, X, Y, order, batch_size: int, key: int):
+    def __call__(self, params, opt_state, X, Y, order, batch_size: int, key: int, W=None):
         total = None
-        for prog, args in self._plan(params, opt_state, X, Y, order, batch_size, key):
+        for prog, args in self._plan(params, opt_state, X, Y, order, batch_size, key, W):
             params, opt_state, cost = prog(params, opt_state, *args[2:])
             total = cost if total is None else total + cost
         return params, opt_state, total
@@ -214,17 +223,12 @@ class DataParallelEpoch(EagerEpoch):
 
     mode = "eager"
 
-    def _batch(self, X, Y, order, rows):
-        if order is None:
-            return X[rows, :], Y[rows, :]
-        idx = order[rows]
-        return self.xp.take(X, idx, axis=0), self.xp.take(Y, idx, axis=0)
-
-    def __call__(self, params, opt_state, X, Y, order, steps, key: int):
+    def __call__(self, params, opt_state, X, Y, order, steps, key: int, W=None):
         total = None
-        for i, (rows, M) in enumerate(steps):
-            Xb, Yb = self._batch(X, Y, order, rows)
-            params, opt_state, cost = self.step(params, opt_state, Xb, Yb, key + i)
+        for i, (rows, _M) in enumerate(steps):
+            Xb, Yb, Wb = self._batch(X, Y, W, order, rows)
+            # M: the global batch size (or weight sum), from the step's all-reduce
+            params, opt_state, cost, M = self.step.run(params, opt_state, Xb, Yb, key + i, Wb)
             cost = cost * M
             total = cost if total is None else total + cost
         return params, opt_state, total
@@ -241,11 +245,12 @@ class JaxSplitEpoch(JaxEpoch):
 
     mode = "jax-split"
 
-    def _packed_gradients(self, m: int, params, X, Y, order, start, key):
+    def _packed_gradients(self, m: int, params, X, Y, W, order, start, key):
         xp = self.xp
         idx = self._jax.lax.dynamic_slice(order, (start,), (m,))
         Xb, Yb = xp.take(X, idx, axis=0), xp.take(Y, idx, axis=0)
-        J, grads, m = self.step.gradients(params, Xb, Yb, key)
+        Wb = None if W is None else xp.take(W, idx, axis=0)
+        J, grads, m = self.step.gradients(params, Xb, Yb, key, Wb)
         return pack_gradients(xp, J, grads, m)
 
     def _update(self, params, opt_state, buf, total):
@@ -253,7 +258,7 @@ class JaxSplitEpoch(JaxEpoch):
         params, opt_state, cost = self.step.apply(params, opt_state, J, grads, M)
         return params, opt_state, total + cost * M
 
-    def __call__(self, params, opt_state, X, Y, order, steps, key: int):
+    def __call__(self, params, opt_state, X, Y, order, steps, key: int, W=None):
         import numpy as np
 
         xp, comm = self.xp, self.step.communicator
@@ -265,7 +270,7 @@ class JaxSplitEpoch(JaxEpoch):
         total = xp.zeros((), dtype=X.dtype)
         for i, (rows, _M) in enumerate(steps):
             m = rows.stop - rows.start
-            args = (params, X, Y, order, np.int32(rows.start), np.int32(key + i))
+            args = (params, X, Y, W, order, np.int32(rows.start), np.int32(key + i))
             grad = self._program(f"gradients-{m}", functools.partial(self._packed_gradients, m), *args)
             buf = grad(*args).block_until_ready()  # so that stats time the all-reduce alone
             buf = comm.allreduce_gradients(buf)

@@ -43,7 +43,7 @@ import numpy as np
 
 from . import _random, backends
 from .activations import Activation, get_activation
-from .losses import Loss, get_loss
+from .losses import Loss, get_loss, normalized_weights
 
 __all__ = ["MLP", "LayerCache", "glorot_or_he", "initial_layer", "INITS"]
 
@@ -388,11 +388,15 @@ class MLP:
         return self._forward(X, self._params)
 
     # ------------------------------------------------------------------- cost
-    def _cost(self, cache, Y):
-        xp = self.xp
+    def _cost(self, cache, Y, weights=None):
+        xp, top = self.xp, cache[-1]
+        if weights is None:  # (without the keyword: a user's loss need not take weights)
+            if self.fused_output:
+                return self.loss.value_from_logits(top.Z, Y, xp=xp, aux=top.aux)
+            return self.loss.value(top.A, Y, xp=xp)
         if self.fused_output:
-            return self.loss.value_from_logits(cache[-1].Z, Y, xp=xp, aux=cache[-1].aux)
-        return self.loss.value(cache[-1].A, Y, xp=xp)
+            return self.loss.value_from_logits(top.Z, Y, xp=xp, aux=top.aux, weights=weights)
+        return self.loss.value(top.A, Y, xp=xp, weights=weights)
 
     def cost(self, X, Y, *, check_finite: bool = True):
         """The mean cost J over the m columns, as a 0-d array (no host sync)."""
@@ -427,14 +431,20 @@ class MLP:
                 dZ = self.activations[l - 1].vjp(below.Z, below.A, dA_prev, xp=xp)  # (17-18)
         return grads
 
-    def _output_dZ(self, cache, Y):
-        """The backward seed dZ[L]: fused (A - Y)/m, or the loss gradient through g[L]."""
+    def _output_dZ(self, cache, Y, weights=None):
+        """The backward seed dZ[L]: fused (A - Y)/m, or the loss gradient through g[L]
+        (``weights``: normalised per-example weights replacing the 1/m)."""
         xp = self.xp
         top = cache[-1]
         if self.fused_output:
             # Canonical link: the 1/A of the loss cancels the Jacobian; (A - Y)/m for one-hot Y.
-            return self.loss.fused_dZ(top.A, Y, xp=xp)
-        dA = self.loss.gradient(top.A, Y, xp=xp)
+            if weights is None:
+                return self.loss.fused_dZ(top.A, Y, xp=xp)
+            return self.loss.fused_dZ(top.A, Y, xp=xp, weights=weights)
+        if weights is None:
+            dA = self.loss.gradient(top.A, Y, xp=xp)
+        else:
+            dA = self.loss.gradient(top.A, Y, xp=xp, weights=weights)
         return self.activations[-1].vjp(top.Z, top.A, dA, xp=xp)
 
     def backward(self, cache, dA):
@@ -461,7 +471,7 @@ class MLP:
         Y = self._check_Y(Y, X, check_finite)
         return self.value_and_grad(self._params, X, Y)
 
-    def value_and_grad(self, params, X, Y, *, key=None):
+    def value_and_grad(self, params, X, Y, *, key=None, weights=None):
         """``(J, [(dW1, db1), ...])`` at explicit ``params``: the pure core of a training step.
 
         Unlike :meth:`gradients`, nothing is validated or converted, and the network's
@@ -472,11 +482,17 @@ class MLP:
         (an int, or a 0-d integer array): with :attr:`dropout` on, it and
         :attr:`dropout_seed` fix the masks (then ``J`` is the cost of the thinned
         network); without a key nothing is dropped.
+
+        ``weights``: ``None``, or a ``(1, m)`` row of sample weights ``w >= 0`` (same dtype):
+        then ``J = sum_k w_k L_k / sum_k w_k`` (scikit-learn's weighted mean), and its
+        gradients; all-zero weights give ``J = 0`` and zero gradients.
         """
         masks = self._dropout_masks(key, X) if self._dropping else None
         _, cache = self._forward(X, params, masks)
-        J = self._cost(cache, Y)
-        return J, self._backward(cache, self._output_dZ(cache, Y), params, masks=masks)
+        if weights is not None:
+            weights = normalized_weights(self.xp, weights)
+        J = self._cost(cache, Y, weights)
+        return J, self._backward(cache, self._output_dZ(cache, Y, weights), params, masks=masks)
 
     def trace(self, X, Y, *, check_finite: bool = True) -> list[dict[str, Any]]:
         """Every intermediate of one forward and backward pass, per layer, for teaching.

@@ -16,6 +16,10 @@ data), a step is::
     dW[l]     += (alpha / m) W[l]                            # ... and its gradient
     params, opt_state = optimizer.update(grads, opt_state, params)
 
+With sample weights ``Wb`` (``step(..., key, Wb)``) the first line passes them on
+(``J = sum w L / sum w``) and ``m`` is the weight sum ``sum w`` (scikit-learn's
+``sw_sum``), in the penalty and in the all-reduce alike.
+
 The first line is :meth:`TrainStep.gradients`, the last three :meth:`TrainStep.apply`;
 data-parallel training (:mod:`xpmlp.distributed`) puts the all-reduce between them,
 and on JAX compiles each half on its own (the all-reduce cannot run inside an XLA
@@ -58,7 +62,7 @@ def sum_of_squares(xp, params):
 
 
 class TrainStep:
-    """``step(params, opt_state, Xb, Yb, key=None) -> (params, opt_state, cost)``.
+    """``step(params, opt_state, Xb, Yb, key=None, Wb=None) -> (params, opt_state, cost)``.
 
     Parameters
     ----------
@@ -76,6 +80,11 @@ class TrainStep:
         that combines the ranks' costs and gradients into those of the global batch
         (a :class:`xpmlp.distributed.Communicator`).
 
+    Call arguments: ``Xb: (m, n0)``, ``Yb: (m, nL)`` (row layout), ``key`` (the step's random
+    key) and ``Wb`` (optional sample weights of the rows, ``(m,)`` or ``(m, 1)``, ``>= 0``):
+    with weights the batch cost is ``sum w L / sum w`` and the L2 penalty
+    ``alpha / (2 sum w) sum ||W||^2`` (scikit-learn's).
+
     Returns (of a call)
     -------------------
     params, opt_state
@@ -92,33 +101,63 @@ class TrainStep:
         self.plan = plan
         self.communicator = communicator
 
-    def __call__(self, params, opt_state, Xb, Yb, key=None):
-        J, grads, m = self.gradients(params, Xb, Yb, key)
+    def __call__(self, params, opt_state, Xb, Yb, key=None, Wb=None):
+        J, grads, m = self.gradients(params, Xb, Yb, key, Wb)
         if self.communicator is not None:
             J, grads, m = self.communicator.reduce(J, grads, m)
         return self.apply(params, opt_state, J, grads, m)
 
-    def gradients(self, params, Xb, Yb, key=None):
+    def run(self, params, opt_state, Xb, Yb, key=None, Wb=None):
+        """``(params, opt_state, cost, m)``: a call, and what the cost is a mean over: the batch's
+        size, or with ``Wb`` its weight sum (a 0-d array); over all ranks with a communicator.
+        The epoch runners weight each batch's cost by it."""
+        J, grads, m = self.gradients(params, Xb, Yb, key, Wb)
+        if self.communicator is not None:
+            J, grads, m = self.communicator.reduce(J, grads, m)
+        params, opt_state, cost = self.apply(params, opt_state, J, grads, m)
+        return params, opt_state, cost, m
+
+    def gradients(self, params, Xb, Yb, key=None, Wb=None):
         """``(J, grads, m)``: the mean cost of the batch ``Xb: (m, n0)``, ``Yb: (m, nL)`` and its gradients.
 
-        An empty batch (``m = 0``: a rank's share of a data-parallel batch can be empty)
-        gives ``J = 0`` and zero gradients instead of the 0/0 of an empty mean.
+        With sample weights ``Wb: (m,)`` or ``(m, 1)`` (``>= 0``, the network's dtype),
+        ``J = sum w L / sum w`` and ``m`` is the weight sum ``sum w``, a 0-d array.
+        An empty batch (``m = 0``: a rank's share of a data-parallel batch can be empty),
+        or one whose weights are all 0, gives ``J = 0`` and zero gradients instead of the
+        0/0 of an empty mean.
         """
         m = Xb.shape[0]
+        if Wb is not None:
+            return self._weighted_gradients(params, Xb, Yb, key, Wb)
         if m == 0:
-            xp = self.net.xp
-            grads = [(xp.zeros_like(W), xp.zeros_like(b)) for W, b in params]
-            return xp.sum(grads[0][1]), grads, 0
+            grads = self._zeros(params)
+            return self.net.xp.sum(grads[0][1]), grads, 0
         J, grads = self.net.value_and_grad(params, Xb.T, Yb.T, key=key)
         return J, grads, m
 
+    def _zeros(self, params):
+        xp = self.net.xp
+        return [(xp.zeros_like(W), xp.zeros_like(b)) for W, b in params]
+
+    def _weighted_gradients(self, params, Xb, Yb, key, Wb):
+        xp = self.net.xp
+        w = xp.reshape(Wb, (1, -1))
+        total = xp.sum(w)
+        if Xb.shape[0] == 0:
+            return total, self._zeros(params), total  # (the sum of no weights: a 0-d zero)
+        J, grads = self.net.value_and_grad(params, Xb.T, Yb.T, key=key, weights=w)
+        return J, grads, total
+
     def apply(self, params, opt_state, J, grads, m):
-        """``(params, opt_state, cost)``: add the L2 term for a batch of ``m`` (an int or a 0-d
-        array) to ``J`` and the gradients, then one optimizer update."""
+        """``(params, opt_state, cost)``: add the L2 term for a batch of ``m`` (an int, or a 0-d
+        array: a global batch size, or a weight sum) to ``J`` and the gradients, then one
+        optimizer update. As in scikit-learn the penalty is ``alpha / (2 m) sum ||W||^2``;
+        where ``m`` is 0 (a batch whose weights are all 0) there is none."""
         xp = self.net.xp
         cost = J
         if self.alpha:
-            l2 = self.alpha / m
+            # a 0-d m (weight sum, or global batch) of 0 gives alpha / inf = 0: no penalty, no 0/0
+            l2 = self.alpha / (m if isinstance(m, int) else xp.where(m > 0.0, m, math.inf))
             cost = J + (0.5 * l2) * sum_of_squares(xp, params)
             if self.plan.inplace:
                 for (W, _), (dW, _) in zip(params, grads):
@@ -151,26 +190,30 @@ def pack_gradients(xp, J, grads, m, *, inplace: bool = False):
     Summed over the ranks (one all-reduce), it holds ``sum_r m_r grads_r``,
     ``sum_r m_r J_r`` and ``M = sum_r m_r``: :func:`unpack_gradients` divides by ``M``
     and gives the gradients and mean cost of the global batch, exactly (to rounding)
-    also when the shares differ in size. ``m`` is a Python number (0 for an empty share).
+    also when the shares differ in size. ``m`` is a Python number (0 for an empty share),
+    or, with sample weights, the share's weight sum as a 0-d array: then the result is the
+    weighted mean over the global batch, ``sum w L / sum w`` over all ranks.
     ``inplace``: scale the new buffer in place (mutable arrays: one pass less).
     """
     flat = xp.concat(_raveled(xp, grads) + [xp.reshape(J, (1,)), xp.reshape(xp.ones_like(J), (1,))])
+    scale = float(m) if isinstance(m, (int, float)) else m
     if inplace:
-        flat *= float(m)
+        flat *= scale
         return flat
-    return flat * float(m)
+    return flat * scale
 
 
 def unpack_gradients(xp, buf, like, *, inplace: bool = False):
     """``(J, grads, M)`` from a summed :func:`pack_gradients` buffer; ``like`` gives the shapes
     (the parameters). ``J`` and ``M`` are 0-d arrays; the gradients are views of one array
-    (of ``buf`` itself, divided in place, with ``inplace``)."""
+    (of ``buf`` itself, divided in place, with ``inplace``). ``M = 0`` (every weight of the
+    global batch 0) gives ``J = 0`` and zero gradients."""
     if inplace:
         M = xp.asarray(buf[-1], copy=True)
-        buf /= M
+        buf /= xp.where(M > 0.0, M, 1.0)
     else:
         M = buf[-1]
-        buf = buf / M
+        buf = buf / xp.where(M > 0.0, M, 1.0)
     grads = unflatten(xp, buf, like)
     return buf[-2], grads, M
 

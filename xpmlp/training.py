@@ -16,6 +16,10 @@ device (``sum J * m_batch``) and read once per epoch with one ``float()``.
 
 The cost reported (``loss_curve``) is scikit-learn's: the mean data cost plus the
 L2 penalty ``alpha / (2 m) * sum ||W||^2`` of each batch, weighted by its size.
+With ``sample_weight`` a batch's cost is ``sum w L / sum w`` plus
+``alpha / (2 sum w) * sum ||W||^2`` (scikit-learn's), and the epoch's is the mean of the
+batches' costs weighted by their weight sums (scikit-learn weights them by their sizes;
+the two agree where the weights are the same everywhere).
 
 With a ``communicator`` the same loop runs data-parallel on every rank
 (:mod:`xpmlp.distributed`): one all-reduce per step, the epoch's loss identical
@@ -43,9 +47,11 @@ from .compile import batch_slices, epoch_runner, resolve_mode
 from .network import MLP
 from .optimizers import Optimizer, copy_state
 from .schedules import Constant, Schedule
+from .losses import normalized_weights
 from .step import make_train_step
 
-__all__ = ["History", "train", "batch_slices", "resolve_batch_size", "NonFiniteLossError", "ConvergenceWarning"]
+__all__ = ["History", "train", "batch_slices", "resolve_batch_size", "check_sample_weight", "validation_cost",
+           "NonFiniteLossError", "ConvergenceWarning"]
 
 class ConvergenceWarning(UserWarning):
     """``max_iter`` epochs ran and the loss was still improving.
@@ -85,6 +91,9 @@ class History:
         The training cost of each epoch (with the L2 penalty).
     validation_scores : list of float
         The validation score of each epoch (early stopping only; higher is better).
+    validation_loss_curve : list of float
+        The validation loss of each epoch (when :func:`train` is given ``validation_loss``:
+        the estimators give it with early stopping).
     best_loss : float
         The lowest training cost so far.
     best_validation_score : float or None
@@ -113,6 +122,7 @@ class History:
 
     loss_curve: list[float] = dataclasses.field(default_factory=list)
     validation_scores: list[float] = dataclasses.field(default_factory=list)
+    validation_loss_curve: list[float] = dataclasses.field(default_factory=list)
     best_loss: float = math.inf
     best_validation_score: float | None = None
     n_iter: int = 0
@@ -136,6 +146,14 @@ class History:
                 state[key] = state_to_numpy(state[key])
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        """A history pickled before a field existed gets that field's default."""
+        for field in dataclasses.fields(self):
+            if field.name not in state:
+                has_factory = field.default_factory is not dataclasses.MISSING
+                state[field.name] = field.default_factory() if has_factory else field.default
+        self.__dict__.update(state)
+
 
 def resolve_batch_size(batch_size: int | str, n_samples: int) -> int:
     """``"auto"`` gives ``min(200, n_samples)``; an int is clipped to ``[1, n_samples]``."""
@@ -147,6 +165,46 @@ def resolve_batch_size(batch_size: int | str, n_samples: int) -> int:
         warnings.warn(f"batch_size {batch_size} is larger than the {n_samples} samples; using {n_samples}",
                       UserWarning, stacklevel=3)
     return int(min(batch_size, n_samples))
+
+
+def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
+    """``sample_weight`` as a float64 NumPy vector of ``n_samples`` weights, checked: a number
+    (the same weight for every row) or a 1-D array of real numbers (any backend, or a list),
+    finite and ``>= 0``. Raises ``ValueError`` / ``TypeError`` naming the bad value."""
+    try:
+        w = backends.to_numpy(sample_weight) if array_api_compat.is_array_api_obj(sample_weight) \
+            else np.asarray(sample_weight)
+    except Exception as exc:
+        raise TypeError(f"sample_weight must be an array of numbers, got {type(sample_weight).__name__}: "
+                        f"{exc}") from None
+    if w.dtype == bool or not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)):
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {w.dtype}")
+    if w.ndim == 0:  # one number: the same weight for every row
+        w = np.full(n_samples, w)
+    if w.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-D, one weight per sample; got shape {w.shape}")
+    if w.shape[0] != n_samples:
+        raise ValueError(f"sample_weight has {w.shape[0]} weights but there are {n_samples} samples")
+    w = w.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(w))
+    if bad.size:
+        raise ValueError(f"sample_weight contains NaN or infinity ({bad.size} of {n_samples}; the first at row "
+                         f"{bad[0]}: {w[bad[0]]})")
+    bad = np.flatnonzero(w < 0)
+    if bad.size:
+        raise ValueError(f"sample_weight must be >= 0, but {bad.size} of {n_samples} are negative (the first at row "
+                         f"{bad[0]}: {w[bad[0]]:g})")
+    return w
+
+
+def _device_weights(sample_weight, n: int, net: MLP):
+    """The checked weights as an ``(n, 1)`` array of the network's namespace, device and dtype."""
+    w = check_sample_weight(sample_weight, n)
+    host = w.astype(net.dtype_name)
+    if not np.all(np.isfinite(host)):
+        raise ValueError(f"sample_weight has values too large for {net.dtype_name} (the largest is {w.max():g}); "
+                         f"divide them by a common factor (the L2 penalty's 1/sum(w) scales with them)")
+    return backends.to_backend(host.reshape(n, 1), net.xp, net.device)
 
 
 def _copy_params(xp, params):
@@ -165,10 +223,11 @@ def _all_finite(xp, params) -> bool:
 def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_size: int | str = "auto",
           shuffle: bool = True, alpha: float = 0.0, rng: np.random.Generator | int | None = None,
           schedule: Schedule | None = None, tol: float = 1e-4, n_iter_no_change: int = 10,
-          validation_score: Callable[[], float] | None = None, history: History | None = None,
+          validation_score: Callable[[], float] | None = None, validation_loss: Callable[[], float] | None = None,
+          history: History | None = None,
           check_convergence: bool = True, verbose: bool = False,
           callback: Callable[[History], Any] | None = None, compile: bool | str = "auto",
-          communicator: Any = None, distributed_data: str = "replicated") -> History:
+          communicator: Any = None, distributed_data: str = "replicated", sample_weight=None) -> History:
     """Train ``net`` for up to ``max_iter`` epochs of mini-batch gradient descent.
 
     Parameters
@@ -205,6 +264,11 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         parameters with the best score are restored. With sharded data it may return
         ``(score, weight)`` (the number of validation rows): the ranks' scores are
         averaged with these weights.
+    validation_loss : callable, optional
+        ``validation_loss() -> float`` (or ``(loss, weight)`` with sharded data, like
+        ``validation_score``), called after each epoch; its values make
+        ``history.validation_loss_curve``. It does not decide anything (early stopping
+        follows ``validation_score``). :func:`validation_cost` makes one from held-out rows.
     history : History, optional
         Continue from this history, optimizer state included (``warm_start``, ``partial_fit``).
     check_convergence : bool
@@ -229,6 +293,14 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         ``"replicated"``: every rank passes the same ``X, Y`` and takes its share of each
         batch (the result equals one process's); ``"sharded"``: each rank passes its own
         rows, ``batch_size`` is the global batch, an epoch is one pass over every shard.
+    sample_weight : array of shape (n_samples,), optional
+        A weight ``>= 0`` per row (any backend, or a list; not all 0): each batch's cost is
+        ``sum w L / sum w`` and its L2 penalty ``alpha / (2 sum w) sum ||W||^2``, as in
+        scikit-learn; a weight of ``k`` counts like the row repeated ``k`` times. The
+        weights are gathered with the rows of each batch (inside the compiled epoch on
+        JAX). ``loss_curve`` is then the weighted mean cost of the epoch (each batch's
+        cost weighted by its weight sum). Sharded data: each rank passes its own rows'
+        weights. CUDA-graph capture is not combined with weights (those epochs run eagerly).
 
     Returns
     -------
@@ -254,10 +326,27 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         raise ValueError(f"X has {n} samples but Y has {Y.shape[0]}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     comm = distributed.get_communicator(communicator)
+    weights, weight_error = None, None
+    if sample_weight is not None:
+        try:
+            weights = _device_weights(sample_weight, n, net)
+        except (TypeError, ValueError) as exc:
+            if comm is None:
+                raise
+            weight_error = exc  # raised on every rank by the plan, so that none waits for this one
     plan = None if comm is None else distributed.DataPlan(comm, X, Y, batch_size, distributed_data, rng,
-                                                          shapes=[(W.shape, b.shape) for W, b in net.params])
+                                                          shapes=[(W.shape, b.shape) for W, b in net.params],
+                                                          W=weights, weighted=sample_weight is not None,
+                                                          weight_error=weight_error)
     m = resolve_batch_size(batch_size, n) if plan is None else plan.batch
     n_epoch = n if plan is None else plan.n_total  # rows of an epoch, over all ranks
+    per_epoch = n_epoch  # what the epoch's summed cost is divided by: its rows, or its weight sum
+    if weights is not None:
+        per_epoch = float(xp.sum(weights)) if plan is None else plan.weight_total
+        if not per_epoch > 0:
+            raise ValueError("sample_weight is zero for every row" + ("" if plan is None else " (over all ranks)")
+                             + ": the weights sum to zero; at least one row needs a positive weight")
+    net.loss.check_targets(Y, xp=xp)
     speak = plan is None or comm.rank == 0  # only rank 0 prints and warns
     schedule = schedule if schedule is not None else Constant(optimizer.learning_rate)
     history = history if history is not None else History()
@@ -274,6 +363,10 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         opt_state = optimizer.state_like(history.opt_state, params)
         lr = history.learning_rate if history.learning_rate is not None else optimizer.learning_rate_of(opt_state)
     mode = resolve_mode(compile, xp, device)
+    if weights is not None and mode == "cuda-graph":
+        warnings.warn("CUDA-graph capture is not combined with sample_weight yet; training runs eagerly",
+                      UserWarning, stacklevel=2)
+        mode = "eager"
     runner = epoch_runner(step, mode)
     history.compile_mode = mode = runner.mode
     if verbose and speak and plan is not None:
@@ -288,12 +381,14 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         compiled_before = runner.compile_seconds
         try:
             order = backends.to_backend(rng.permutation(n), xp, device) if shuffle else None
+            extra = () if weights is None else (weights,)  # (a CUDA-graph runner takes no weights)
             if plan is None:
-                params, opt_state, total = runner(params, opt_state, X, Y, order, m, history.steps)
+                params, opt_state, total = runner(params, opt_state, X, Y, order, m, history.steps, *extra)
             else:
                 with distributed.on_failure(comm, f"during epoch {epoch}"):
-                    params, opt_state, total = runner(params, opt_state, X, Y, order, plan.steps, history.steps)
-            loss = float(total) / n_epoch
+                    params, opt_state, total = runner(params, opt_state, X, Y, order, plan.steps, history.steps,
+                                                      *extra)
+            loss = float(total) / per_epoch
             if not (math.isfinite(loss) and _all_finite(xp, params)):
                 net.params = params_at_start
                 history.opt_state, history.learning_rate = state_at_start, lr
@@ -324,6 +419,8 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
         if new_lr != lr:
             opt_state, lr = optimizer.set_learning_rate(opt_state, new_lr), new_lr
         score = _validation(validation_score, plan) if early_stopping else None
+        if validation_loss is not None:
+            history.validation_loss_curve.append(_validation(validation_loss, plan))
         _update_improvement(history, loss, tol, score, xp, params)
         if verbose and speak:
             if compiled:
@@ -331,6 +428,8 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
             line = f"Iteration {epoch}, loss = {loss:.8f}"
             if early_stopping:
                 line += f", validation score = {history.validation_scores[-1]:.6f}"
+            if validation_loss is not None:
+                line += f", validation loss = {history.validation_loss_curve[-1]:.8f}"
             print(f"{line} ({time.perf_counter() - start:.3f} s)", flush=True)
         history.opt_state, history.learning_rate = opt_state, lr
         if callback is not None:
@@ -359,8 +458,26 @@ def train(net: MLP, X, Y, *, optimizer: Optimizer, max_iter: int = 200, batch_si
     return history
 
 
+def validation_cost(net: MLP, X, Y, sample_weight=None) -> Callable[[], float]:
+    """``validation_loss`` for :func:`train`: the mean cost ``J`` of the held-out rows ``X: (n, n0)``,
+    ``Y: (n, nL)`` (row layout, on the network's namespace, device and dtype) at the network's
+    parameters when called, weighted by ``sample_weight`` (``sum w L / sum w``) if given. The
+    data cost alone: no L2 penalty (``loss_curve`` has it). One host read per call."""
+    xp = net.xp
+    weights = None
+    if sample_weight is not None:
+        weights = normalized_weights(xp, xp.reshape(_device_weights(sample_weight, X.shape[0], net), (1, -1)))
+    Xc, Yc = X.T, Y.T
+
+    def loss() -> float:
+        _, cache = net._forward(Xc, net._params)
+        return float(net._cost(cache, Yc, weights))
+
+    return loss
+
+
 def _validation(validation_score, plan) -> float:
-    """The epoch's validation score: this process's, or (data parallel) the one agreed over the ranks."""
+    """The epoch's validation score (or loss): this process's, or (data parallel) the one agreed over the ranks."""
     if plan is None:
         return float(validation_score())
     value = error = None

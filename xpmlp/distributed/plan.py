@@ -21,11 +21,13 @@ def check_data_mode(data: str) -> None:
         raise ValueError(f"unknown distributed_data {data!r}; expected one of {list(DATA_MODES)}")
 
 
-def _checksum(X, Y) -> tuple[float, float]:
-    """A row-order-sensitive sum of the data and its scale (one pass): ``sum_i (i+1) rowsum(X, Y)_i``."""
+def _checksum(X, Y, W=None) -> tuple[float, float]:
+    """A row-order-sensitive sum of the data and its scale (one pass): ``sum_i (i+1) rowsum(X, Y, W)_i``."""
     xp = array_api_compat.array_namespace(X)
     n = X.shape[0]
     rows = xp.sum(X, axis=1) + xp.sum(Y, axis=1)
+    if W is not None:
+        rows = rows + xp.sum(W, axis=1)
     w = xp.arange(1, n + 1, dtype=X.dtype, device=array_api_compat.device(X))
     return float(xp.vecdot(rows, w)), float(xp.vecdot(xp.abs(rows), w))
 
@@ -47,10 +49,17 @@ class DataPlan:
     steps : list of (slice, int)
         Per step of an epoch: this rank's rows (positions in its epoch order; may be
         empty) and the global batch size ``M``.
+    weight_total : float or None
+        With sample weights ``W`` (``(n, 1)``): the sum of the weights of one epoch over
+        all ranks (replicated: of ``W``); else None.
+
+    ``weight_error``: the exception this rank met validating its sample weights (they are
+    then None): every rank raises, this one its own error, as when the ranks' weights
+    differ in kind (some ranks weighted, others not).
     """
 
     def __init__(self, comm: Communicator, X, Y, batch_size, data: str, rng: np.random.Generator, *,
-                 shapes=None):
+                 shapes=None, W=None, weighted: bool = False, weight_error: BaseException | None = None):
         from ..compile import batch_slices
         from ..training import resolve_batch_size
 
@@ -58,8 +67,23 @@ class DataPlan:
         self.comm, self.data = comm, data
         n = int(X.shape[0])
         shapes = None if shapes is None else [tuple(map(tuple, pair)) for pair in shapes]
-        mine = (n, int(X.shape[1]), int(Y.shape[1]), _checksum(X, Y) if data == "replicated" else None, shapes)
+        weights = (weighted, None if W is None else float(array_api_compat.array_namespace(W).sum(W)),
+                   None if weight_error is None else _reason(weight_error))
+        mine = (n, int(X.shape[1]), int(Y.shape[1]), _checksum(X, Y, W) if data == "replicated" else None, shapes,
+                weights)
         every = comm.allgather_object(mine)
+        failed = [(r, e[5][2]) for r, e in enumerate(every) if e[5][2] is not None]
+        if failed:
+            if weight_error is not None:
+                raise weight_error
+            who = "; ".join(f"rank {r}: {text}" for r, text in failed)
+            raise DistributedError(f"{len(failed)} of {comm.size} ranks failed checking sample_weight ({who}); "
+                                   f"rank {comm.rank} stops too")
+        if len({e[5][0] for e in every}) > 1:
+            raise ValueError(f"sample_weight was given on ranks {[r for r, e in enumerate(every) if e[5][0]]} only; "
+                             f"give it on every rank or on none")
+        sums = [e[5][1] for e in every]
+        self.weight_total = None if not weighted else (sums[0] if data == "replicated" else float(sum(sums)))
         if any(e[4] != every[0][4] for e in every):
             raise ValueError(f"the ranks' networks differ: parameter shapes per rank {[e[4] for e in every]}")
         dims = [e[1:3] for e in every]

@@ -16,6 +16,13 @@ network's cache-free forward (no layer's ``Z`` or ``A`` is kept once the next la
 the chunk size follows from :data:`PREDICT_MEMORY_BUDGET` (64 MiB), so their extra memory is
 bounded whatever the number of rows (``bench/memory_predict.py`` measures it).
 
+Sparse X. SciPy sparse matrices and arrays (CSR, CSC, COO, ...) are accepted by ``fit``,
+``partial_fit``, ``predict*`` and ``score``; the network computes on dense arrays, so X is made
+dense on the host in the model's dtype: chunk by chunk for prediction (bounded as above), all at
+once for fitting, refused (``MemoryError`` naming the shape, the size and the limit) beyond
+``xpmlp._sparse.FIT_DENSE_BUDGET`` (2 GiB). scikit-learn keeps X sparse for the first layer's
+product instead, which only matters for very wide, very sparse data.
+
 Layout: ``_parameters.py`` (the hyperparameters' table), ``_placement.py`` (X checked and put
 where it computes, results back where X was), ``_base.py`` (the shared fit and prediction),
 ``_classifier.py``, ``_regressor.py``, ``_sklearn.py`` (scikit-learn's base classes or a fallback);

@@ -11,6 +11,7 @@ The fit (:meth:`_BaseMLP._fit`) runs in four steps, each one method, where new f
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -21,10 +22,28 @@ from .. import _threads, backends, datasets, distributed as _distributed
 from ..network import MLP
 from ..optimizers import make_optimizer
 from ..schedules import make_schedule
-from ..training import History, train
+from ..training import History, check_sample_weight, train, validation_cost
 from . import _parameters
 from ._placement import Placed, chunk_rows, concat_rows, place
 from ._sklearn import BaseEstimator, NotFittedError
+
+
+def _init_with(**extra):
+    """An ``__init__`` for an estimator that adds hyperparameters of its own (keyword-only, with
+    these defaults) to ``_BaseMLP``'s, with the explicit signature scikit-learn's ``get_params``
+    reads (it refuses ``**kwargs``)."""
+    base = _BaseMLP.__init__
+
+    def __init__(self, *args, **kwargs):
+        own = {name: kwargs.pop(name, default) for name, default in extra.items()}
+        base(self, *args, **kwargs)
+        for name, value in own.items():
+            setattr(self, name, value)
+
+    signature = inspect.signature(base)
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default) for name, default in extra.items()]
+    __init__.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *added])
+    return __init__
 
 
 class _BaseMLP(BaseEstimator):
@@ -38,8 +57,8 @@ class _BaseMLP(BaseEstimator):
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, backend=None, device=None,
-                 dtype="float32", compile="auto", n_threads=None, distributed=None,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend=None,
+                 device=None, dtype="float32", compile="auto", n_threads=None, distributed=None,
                  distributed_data="replicated", dropout=None, init="sklearn"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -63,6 +82,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
         self.device = device
         self.dtype = dtype
@@ -79,7 +99,7 @@ class _BaseMLP(BaseEstimator):
         is allowed; keeps the normalised hidden layer widths in ``_hidden``."""
         checked = _parameters.validate(self, self._PARAMETERS)
         self._hidden = checked["hidden_layer_sizes"]
-        _parameters.check_dropout(self.dropout, self._hidden, self.distributed)
+        _parameters.check_dropout(self.dropout, self._hidden, self.distributed, self.solver)
 
     # ------------------------------------------------------------- placement
     def _place(self, X, *, fitting: bool) -> Placed:
@@ -131,6 +151,8 @@ class _BaseMLP(BaseEstimator):
             net.dropout_seed = int(self._rng().integers(2 ** 32))
 
     def _new_optimizer(self):
+        if self.solver == "lbfgs":  # L-BFGS keeps no state between fits (xpmlp.lbfgs)
+            return None
         if self.solver == "sgd":
             return make_optimizer("sgd", self.learning_rate_init, momentum=self.momentum,
                                   nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
@@ -139,7 +161,7 @@ class _BaseMLP(BaseEstimator):
             kwargs["weight_decay"] = self.alpha
         return make_optimizer(self.solver, self.learning_rate_init, **kwargs)
 
-    def _fit(self, X, y, *, incremental: bool, classes=None, callback=None):
+    def _fit(self, X, y, *, incremental: bool, classes=None, callback=None, sample_weight=None):
         self._validate_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True; use fit, or set early_stopping=False")
@@ -149,6 +171,7 @@ class _BaseMLP(BaseEstimator):
         comm = _distributed.get_communicator(self.distributed)
         try:
             X, Y, strata = self._prepare_model(X, y, incremental=incremental, classes=classes, comm=comm)
+            weights = self._sample_weights(sample_weight, strata, X.shape[0], incremental=incremental)
         except Exception as exc:
             if comm is not None:  # every rank raises, none waits for a rank that failed
                 comm.agree(exc, "preparing its data")
@@ -160,9 +183,9 @@ class _BaseMLP(BaseEstimator):
             comm.agree(None, "preparing its data")
             if self.distributed_data == "replicated":  # the same validation split on every rank
                 rng.bit_generator.state = comm.broadcast_object(rng.bit_generator.state)
-        validation_score = None
-        if self.early_stopping:
-            X, Y, validation_score = self._split_validation(X, Y, rng, strata)
+        validation_score = validation_loss = None
+        if self.early_stopping and self.solver != "lbfgs":  # lbfgs trains on every row, as in scikit-learn
+            X, Y, weights, validation_score, validation_loss = self._split_validation(X, Y, rng, strata, weights)
         history = self.history_
         if not incremental:
             # a (warm-started) fit counts its own stalls and restores its own best epoch
@@ -170,7 +193,7 @@ class _BaseMLP(BaseEstimator):
             history.best_validation_score = None
         try:
             self._run_solver(X, Y, rng=rng, incremental=incremental, validation_score=validation_score,
-                             callback=callback, comm=comm)
+                             callback=callback, comm=comm, sample_weight=weights, validation_loss=validation_loss)
         finally:  # also after a NonFiniteLossError: the model and its history stay consistent
             history.best_params = None  # restored already; no device arrays kept beyond fit
             self._set_history(history)
@@ -197,13 +220,23 @@ class _BaseMLP(BaseEstimator):
         if self.optimizer_ is None or not incremental:  # partial_fit keeps its optimizer's moments
             self.optimizer_ = self._new_optimizer()
             self.history_.opt_state = None
+        if self.solver == "lbfgs":  # each fit counts its own iterations (scikit-learn's n_iter_)
+            self.history_ = History()
         return X, Y, strata
 
-    def _run_solver(self, X, Y, *, rng, incremental: bool, validation_score, callback, comm) -> None:
+    def _sample_weights(self, sample_weight, strata, n: int, *, incremental: bool):
+        """The fit's weight per row, float64 on the host (None: unweighted): ``sample_weight``
+        checked (the classifier multiplies in its ``class_weight``)."""
+        return None if sample_weight is None else check_sample_weight(sample_weight, n)
+
+    def _run_solver(self, X, Y, *, rng, incremental: bool, validation_score, callback, comm, sample_weight=None,
+                    validation_loss=None) -> None:
         """Train ``self.net_`` on the rows ``X, Y`` with the solver's loop, updating ``self.history_``.
 
-        Today every solver ("adam", "sgd", "adamw") is a minibatch loop of
-        :func:`xpmlp.training.train`; another kind of solver (full-batch L-BFGS) branches here."""
+        "adam", "sgd", "adamw": a minibatch loop of :func:`xpmlp.training.train`; "lbfgs":
+        full-batch L-BFGS, :meth:`_run_lbfgs`."""
+        if self.solver == "lbfgs":
+            return self._run_lbfgs(X, Y, callback=callback, comm=comm, sample_weight=sample_weight)
         # a fit's cosine decays over its own max_iter epochs; a stream of partial_fit calls over max_iter calls
         schedule = make_schedule(self.learning_rate, self.learning_rate_init, power_t=self.power_t,
                                  max_iter=self.max_iter, start_epoch=0 if incremental else self.history_.n_iter)
@@ -213,25 +246,47 @@ class _BaseMLP(BaseEstimator):
                   batch_size=self.batch_size, shuffle=bool(self.shuffle),
                   alpha=0.0 if self.solver == "adamw" else float(self.alpha), rng=rng, schedule=schedule,
                   tol=float(self.tol), n_iter_no_change=self.n_iter_no_change,
-                  validation_score=validation_score, history=self.history_, check_convergence=not incremental,
+                  validation_score=validation_score, validation_loss=validation_loss, sample_weight=sample_weight,
+                  history=self.history_, check_convergence=not incremental,
                   verbose=bool(self.verbose), callback=callback,
                   compile=self.compile, communicator=comm, distributed_data=self.distributed_data)
+
+    def _run_lbfgs(self, X, Y, *, callback, comm, sample_weight=None) -> None:
+        """Full-batch L-BFGS on all rows (:func:`xpmlp.lbfgs.fit_lbfgs`, SciPy's L-BFGS-B): ``max_iter``
+        iterations, ``max_fun`` cost evaluations, ``tol`` the projected-gradient tolerance. The batch
+        size, learning rate and early stopping parameters do not apply (as in scikit-learn);
+        ``compile`` compiles the cost and gradient on JAX (no CUDA graphs here)."""
+        from ..lbfgs import fit_lbfgs
+
+        if comm is not None:
+            raise ValueError(f"solver='lbfgs' does not run data-parallel (distributed={self.distributed!r}); use "
+                             "'adam', 'sgd' or 'adamw', or distributed=None")
+        with self._thread_limit(X.shape[0], training=True):
+            fit_lbfgs(self.net_, X, Y, alpha=float(self.alpha), max_iter=self.max_iter, max_fun=self.max_fun,
+                      tol=float(self.tol), verbose=bool(self.verbose), history=self.history_, callback=callback,
+                      compile=self.compile, sample_weight=sample_weight)
 
     def _set_history(self, history: History) -> None:
         self.history_ = history
         self.loss_curve_ = list(history.loss_curve)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else math.nan
+        if self.solver == "lbfgs":  # the cost at the result, also after 0 iterations (one fit per history)
+            self.loss_ = history.best_loss
         self.best_loss_ = history.best_loss
         self.n_iter_ = history.n_iter
         self.t_ = history.t
-        self.validation_scores_ = list(history.validation_scores) if self.early_stopping else None
-        self.best_validation_score_ = history.best_validation_score if self.early_stopping else None
+        stopping = self.early_stopping and self.solver != "lbfgs"
+        self.validation_scores_ = list(history.validation_scores) if stopping else None
+        self.best_validation_score_ = history.best_validation_score if stopping else None
+        self.validation_loss_curve_ = list(history.validation_loss_curve) if stopping else None
 
-    def _split_validation(self, X, Y, rng, strata=None):
-        """Hold out ``validation_fraction`` of the rows (chosen on the host) for early stopping.
+    def _split_validation(self, X, Y, rng, strata=None, weights=None):
+        """Hold out ``validation_fraction`` of the rows (chosen on the host) for early stopping:
+        ``(X, Y, weights)`` of the training rows, the validation score and the validation loss.
 
         ``strata`` (host ints, one per row; the class of each sample for single-label
-        classification) makes the split stratified: each class gives its share.
+        classification) makes the split stratified: each class gives its share. Each row keeps
+        its weight (``weights``, host, or None): the score and the loss are weighted by them.
         """
         n = X.shape[0]
         try:
@@ -243,13 +298,27 @@ class _BaseMLP(BaseEstimator):
         val = backends.to_backend(val_idx, xp, device)
         tr = backends.to_backend(train_idx, xp, device)
         X_val, Y_val = xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
+        w_val = w_row = None
+        if weights is not None:
+            w_val = weights[val_idx]
+            if not w_val.sum() > 0:
+                raise ValueError(f"every sample of the validation split ({len(val_idx)} samples) has weight 0; "
+                                 "change validation_fraction or random_state, or the weights")
+            w_row = backends.to_backend(w_val.astype(self.net_.dtype_name)[None, :], xp, device)
+        share = X_val.shape[0] if w_val is None else float(w_val.sum())
 
         def validation_score() -> float:
-            score = float(self._device_score(self.net_.forward(X_val.T, check_finite=False), Y_val.T))
-            # sharded data: the ranks' scores are averaged, weighted by their validation rows
-            return (score, X_val.shape[0]) if self.distributed is not None else score
+            score = float(self._device_score(self.net_.forward(X_val.T, check_finite=False), Y_val.T, w_row))
+            # sharded data: the ranks' scores are averaged, weighted by their validation rows (or weights)
+            return (score, share) if self.distributed is not None else score
 
-        return xp.take(X, tr, axis=0), xp.take(Y, tr, axis=0), validation_score
+        cost = validation_cost(self.net_, X_val, Y_val, w_val)
+
+        def validation_loss() -> float:
+            return (cost(), share) if self.distributed is not None else cost()
+
+        return (xp.take(X, tr, axis=0), xp.take(Y, tr, axis=0), None if weights is None else weights[train_idx],
+                validation_score, validation_loss)
 
     def _labels_over_ranks(self, comm, y):
         """The classes a data-parallel fit uses: ``None`` (from ``y`` as usual); the classifier
@@ -321,6 +390,7 @@ class _BaseMLP(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True  # SciPy sparse X, made dense at the boundary (xpmlp/_sparse.py)
         tags.target_tags.multi_output = True
         tags.non_deterministic = False
         return tags

@@ -8,9 +8,10 @@ import array_api_compat
 import numpy as np
 
 from .. import backends
-from ._base import _BaseMLP
+from . import _parameters
+from ._base import _BaseMLP, _init_with
 from ._placement import concat_rows, host
-from ._sklearn import ClassifierMixin
+from ._sklearn import ClassifierMixin, stochastic_only
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -28,8 +29,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     activation : str, default "relu"
         Of the hidden layers: ``"identity"``, ``"logistic"`` (= ``"sigmoid"``), ``"tanh"``,
         ``"relu"``, or any other element-wise activation of :mod:`xpmlp.activations`.
-    solver : {"adam", "sgd", "adamw"}, default "adam"
+    solver : {"adam", "sgd", "adamw", "lbfgs"}, default "adam"
         ``"adamw"`` uses ``alpha`` as its decoupled weight decay instead of an L2 term.
+        ``"lbfgs"``: full-batch L-BFGS (SciPy's L-BFGS-B, which must be installed; the cost and
+        gradient computed on the model's backend, :func:`xpmlp.lbfgs.fit_lbfgs`), often best for
+        small data. As in scikit-learn it runs up to ``max_iter`` iterations and ``max_fun``
+        cost evaluations, stops when the projected gradient is within ``tol``, ignores the batch,
+        learning-rate and early-stopping parameters, has no ``partial_fit``, and each fit's
+        ``n_iter_`` is its own; ``loss_curve_`` holds the cost after each iteration (scikit-learn
+        keeps none), ``t_`` is 0. ``compile`` compiles the cost and gradient on JAX (no CUDA
+        graphs); data-parallel training (``distributed``) is refused.
     alpha : float, default 1e-4
         L2 penalty ``alpha / (2 m) sum ||W||^2`` (biases not penalised).
     batch_size : int or "auto", default "auto"
@@ -64,6 +73,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     beta_1, beta_2, epsilon : float
         For ``"adam"`` and ``"adamw"``.
     n_iter_no_change : int, default 10
+    max_fun : int, default 15000
+        For ``"lbfgs"``: the most cost (and gradient) evaluations of a fit; unlike scikit-learn,
+        whose SciPy call checks it only between iterations, no evaluation beyond it runs.
     backend : str or None
         ``None`` (follow the input arrays), ``"auto"``, or one of
         ``"numpy", "cupy", "torch", "jax", "array_api_strict"``.
@@ -120,6 +132,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         The update rule; its state (momenta, step count, learning rate) is ``history_.opt_state``.
     coefs_, intercepts_ : list of ndarray
         The weights in scikit-learn's layout (NumPy copies).
+    validation_loss_curve_ : list of float or None
+        With early stopping: the (weighted) cost of the validation rows after each epoch, next
+        to ``validation_scores_`` (the data cost alone, without the L2 term of ``loss_curve_``).
+
+    Class and sample weights
+    ------------------------
+    ``class_weight`` (a parameter): None, ``"balanced"`` (each class weighs
+    ``n_samples / (n_classes * count)``, from the fit's ``y``, as scikit-learn's
+    ``compute_sample_weight``) or a dict ``{label: weight}`` (classes not in it weigh 1).
+    ``fit(X, y, sample_weight)`` (``>= 0`` per row): each row's weight is its sample weight
+    times its class's weight; the cost is ``sum w L / sum w`` and the L2 term
+    ``alpha / (2 sum w) sum ||W||^2``, as in scikit-learn; early stopping's split keeps each
+    row's weight and the validation score and loss are weighted. ``class_weight="balanced"``
+    is refused by ``partial_fit`` (a batch's counts are not the data's: give a dict), and
+    class weights by multilabel targets.
 
     Examples
     --------
@@ -129,16 +156,49 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     (1,)
     """
 
-    def fit(self, X, y, *, callback=None):
-        """Train on ``X: (n_samples, n_features)`` and labels ``y: (n_samples,)`` (or an indicator
-        matrix ``(n_samples, n_labels)`` for multilabel). ``callback(history)``, if given, is
-        called after every epoch (see :func:`xpmlp.train`). Returns ``self``."""
-        return self._fit(X, y, incremental=False, callback=callback)
+    __init__ = _init_with(class_weight=None)
+    _PARAMETERS = _parameters.CLASSIFIER_PARAMETERS
 
-    def partial_fit(self, X, y, classes=None):
-        """One epoch on ``(X, y)``; ``classes`` (all labels) is required on the first call
-        (except for multilabel targets). Returns ``self``."""
-        return self._fit(X, y, incremental=True, classes=classes)
+    def fit(self, X, y, sample_weight=None, *, callback=None):
+        """Train on ``X: (n_samples, n_features)`` and labels ``y: (n_samples,)`` (or an indicator
+        matrix ``(n_samples, n_labels)`` for multilabel), each row weighted by ``sample_weight``
+        (and ``class_weight``). ``callback(history)``, if given, is called after every epoch
+        (see :func:`xpmlp.train`). Returns ``self``."""
+        return self._fit(X, y, incremental=False, callback=callback, sample_weight=sample_weight)
+
+    @stochastic_only
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch on ``(X, y)`` (rows weighted by ``sample_weight``); ``classes`` (all labels) is
+        required on the first call (except for multilabel targets). Returns ``self``."""
+        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
+
+    def _sample_weights(self, sample_weight, strata, n: int, *, incremental: bool):
+        """``sample_weight`` times each row's ``class_weight`` (see the class notes), float64 on the host."""
+        w = super()._sample_weights(sample_weight, strata, n, incremental=incremental)
+        if self.class_weight is None:
+            return w
+        if self._multilabel:
+            raise ValueError("class_weight is not supported for multilabel targets; weigh the rows with "
+                             "sample_weight instead")
+        counts = np.bincount(strata, minlength=len(self.classes_))
+        if isinstance(self.class_weight, str):  # "balanced", from the classes present in this y
+            if incremental:
+                raise ValueError("class_weight='balanced' is not supported by partial_fit (one call's counts are "
+                                 "not the data's); pass a dict, e.g. dict(zip(classes, sklearn.utils.class_weight."
+                                 "compute_class_weight('balanced', classes=classes, y=y_all)))")
+            present = counts > 0
+            per_class = np.where(present, n / (present.sum() * np.maximum(counts, 1)), 0.0)
+        else:
+            index = {label: i for i, label in enumerate(self.classes_.tolist())}
+            unknown = [k for k in self.class_weight if _plain(k) not in index]
+            if unknown:
+                raise ValueError(f"class_weight has labels {unknown} that are not classes of y "
+                                 f"(classes_: {self.classes_.tolist()})")
+            per_class = np.ones(len(self.classes_))
+            for label, weight in self.class_weight.items():
+                per_class[index[_plain(label)]] = float(weight)
+        rows = per_class[strata]
+        return rows if w is None else w * rows
 
     def _labels_over_ranks(self, comm, y):
         """Data parallel: the union of the ranks' labels, sorted (the same ``classes_`` on every
@@ -222,14 +282,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         strata = None if self._multilabel else np.searchsorted(self.classes_, y)
         return backends.to_backend(Y, xp, device), strata
 
-    def _device_score(self, A, Y):
-        """Accuracy on the device (validation during early stopping): ``A, Y: (n_outputs, m)``."""
+    def _device_score(self, A, Y, w=None):
+        """Accuracy on the device (validation during early stopping): ``A, Y: (n_outputs, m)``;
+        weighted by ``w: (1, m)`` if given."""
         xp = self.net_.xp
         if A.shape[0] == 1 or self._multilabel:
             right = xp.all((A > 0.5) == (Y > 0.5), axis=0)
         else:
             right = xp.argmax(A, axis=0) == xp.argmax(Y, axis=0)
-        return xp.mean(xp.astype(right, A.dtype))
+        right = xp.astype(right, A.dtype)
+        return xp.mean(right) if w is None else xp.sum(right * w[0, :]) / xp.sum(w)
 
     def predict_proba(self, X):
         """Probabilities ``(n_samples, n_classes)`` (binary: ``[1 - p, p]``), in X's namespace."""
@@ -287,6 +349,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         tags.classifier_tags.multi_label = True
         return tags
 
+
+
+def _plain(label):
+    """A label as ``classes_.tolist()`` holds it (a NumPy scalar as a Python one)."""
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def _unique_labels(y: np.ndarray, what: str) -> np.ndarray:

@@ -7,6 +7,7 @@ one estimator only goes into that estimator's ``_PARAMETERS``, e.g.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -19,7 +20,7 @@ from ..schedules import SCHEDULES
 
 #: activation names accepted for the hidden layers (scikit-learn's "logistic" is the sigmoid)
 ALIASES = {"logistic": "sigmoid"}
-_OUTPUT_ONLY = ("softmax", "step")
+_OUTPUT_ONLY = ("softmax", "step", "exp")
 
 
 def hidden_activations() -> list[str]:
@@ -59,9 +60,10 @@ def _rates(name: str, rates: Any) -> Any:
     return rates
 
 
-def check_dropout(dropout: Any, hidden: list[int], distributed: Any) -> None:
-    """What the table cannot see: one rate per hidden layer, and no dropout with data-parallel
-    training (each rank would draw the masks of the whole batch's first columns for its share)."""
+def check_dropout(dropout: Any, hidden: list[int], distributed: Any, solver: str) -> None:
+    """What the table cannot see: one rate per hidden layer; no dropout with data-parallel training
+    (each rank would draw the masks of the whole batch's first columns for its share) nor with
+    L-BFGS (its line search needs a deterministic cost)."""
     if dropout is None:
         return
     per_layer = _DROPOUT_RATES.accepts(dropout)
@@ -73,6 +75,9 @@ def check_dropout(dropout: Any, hidden: list[int], distributed: Any) -> None:
         raise ValueError(f"dropout={dropout!r} is not supported with distributed={distributed!r} yet (the ranks "
                          "would draw the masks of the batch's first columns); use dropout=None or train in one "
                          "process")
+    if solver == "lbfgs" and any(rates):
+        raise ValueError(f"dropout={dropout!r} does not go with solver='lbfgs' (its line search needs the same "
+                         "cost at the same parameters); use solver='adam', 'sgd' or 'adamw', or dropout=None")
 
 
 _DROPOUT_RATES = Check(_rates, "a sequence of numbers in [0, 1), one per hidden layer")
@@ -81,7 +86,7 @@ _DROPOUT_RATES = Check(_rates, "a sequence of numbers in [0, 1), one per hidden 
 PARAMETERS = {
     "hidden_layer_sizes": Check(_layer_sizes, "positive integers"),
     "activation": Known(hidden_activations),
-    "solver": Known(lambda: sorted(OPTIMIZERS)),
+    "solver": Known(lambda: sorted([*OPTIMIZERS, "lbfgs"])),  # lbfgs: xpmlp.lbfgs, not an optimizer rule
     "learning_rate": Known(lambda: sorted(SCHEDULES)),
     "alpha": Number(0.0),
     "learning_rate_init": Number(0.0, low_open=True),
@@ -94,6 +99,7 @@ PARAMETERS = {
     "epsilon": Number(0.0, low_open=True),
     "max_iter": Integer(1),
     "n_iter_no_change": Integer(1),
+    "max_fun": Integer(1),
     "batch_size": Or(Integer(1), "auto"),
     "n_threads": Or(Integer(1), None),
     "shuffle": Flag(),
@@ -109,6 +115,25 @@ PARAMETERS = {
     "dropout": Or(None, Number(0.0, 1.0), _DROPOUT_RATES),
     "init": Known(lambda: list(INITS)),
 }
+
+
+def _class_weight(name: str, value: Any) -> Any:
+    """``class_weight``: None, "balanced" or a dict ``{label: weight}`` of finite numbers >= 0."""
+    if value is None or (isinstance(value, str) and value == "balanced"):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be None, 'balanced' or a dict {{label: weight}}, got {value!r}")
+    for label, weight in value.items():
+        if not (isinstance(weight, numbers.Real) and not isinstance(weight, bool) and math.isfinite(weight)
+                and weight >= 0):
+            raise ValueError(f"{name}[{label!r}] must be a finite number >= 0, got {weight!r}")
+    return value
+
+
+#: the classifier's own rows
+CLASSIFIER_PARAMETERS = {**PARAMETERS, "class_weight": Check(_class_weight, "None, 'balanced' or a dict")}
+#: the regressor's own rows
+REGRESSOR_PARAMETERS = {**PARAMETERS, "loss": OneOf("squared_error", "poisson")}
 
 
 def validate(estimator, table=PARAMETERS) -> dict[str, Any]:

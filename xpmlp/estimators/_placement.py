@@ -16,7 +16,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .. import backends
+from .. import _sparse, backends
 
 
 class Placed:
@@ -37,8 +37,15 @@ class Placed:
         return int(self.X.shape[1])
 
     def rows(self, start: int = 0, stop: int | None = None):
-        """Rows ``start:stop`` on the compute backend in the model's dtype, checked finite."""
-        X = self.X if start == 0 and stop is None else self.X[start:stop, ...]
+        """Rows ``start:stop`` on the compute backend in the model's dtype, checked finite.
+
+        A sparse X is made dense here (see ``xpmlp/_sparse.py``): all of it, within
+        ``_sparse.FIT_DENSE_BUDGET``, for training; a chunk at a time for prediction."""
+        if _sparse.is_sparse(self.X):
+            X = (_sparse.dense_for_fit(self.X, self.dtype) if start == 0 and stop is None
+                 else _sparse.dense_rows(self.X, start, stop, self.dtype))
+        else:
+            X = self.X if start == 0 and stop is None else self.X[start:stop, ...]
         xp, device = self.xp, self.device
         dtype = backends.float_dtype(xp, device, self.dtype)
         if not (xp is array_api_compat.array_namespace(X) and backends.same_device(device, array_api_compat.device(X))):
@@ -77,7 +84,10 @@ def place(est, X, *, fitting: bool) -> Placed:
             est.feature_names_in_ = np.asarray(list(columns), dtype=object)
         elif hasattr(est, "feature_names_in_"):
             del est.feature_names_in_
-    X, xp_in, dev_in = backends.as_array(X, "X")
+    if _sparse.is_sparse(X):  # SciPy sparse: CSR, finite stored values; results come back as NumPy
+        X, xp_in, dev_in = _sparse.check(X), backends.get_namespace("numpy"), "cpu"
+    else:
+        X, xp_in, dev_in = backends.as_array(X, "X")
     if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
         X = as_float(X, "X")
     _check_matrix(X, xp_in)

@@ -1,4 +1,4 @@
-"""The regressor: real targets, identity output, squared error, R^2."""
+"""The regressor: real targets, identity output and squared error (or exp output and Poisson), R^2."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import array_api_compat
 import numpy as np
 
 from .. import backends
-from ._base import _BaseMLP
+from ..losses import get_loss
+from . import _parameters
+from ._base import _BaseMLP, _init_with
 from ._placement import as_float, host
-from ._sklearn import RegressorMixin
+from ._sklearn import RegressorMixin, stochastic_only
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -19,8 +21,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     the targets where scikit-learn averages them). ``y`` may be ``(n_samples,)`` or
     ``(n_samples, n_targets)``; ``predict`` returns the same shape. ``score`` is R^2.
 
-    Parameters and attributes are those of :class:`MLPClassifier` (without ``classes_``);
-    early stopping watches the validation R^2.
+    Parameters and attributes are those of :class:`MLPClassifier` (without ``classes_`` and
+    ``class_weight``); early stopping watches the validation R^2. ``fit``, ``partial_fit`` and
+    ``score`` take ``sample_weight`` (see :class:`MLPClassifier`), and one more parameter:
+
+    loss : {"squared_error", "poisson"}, default "squared_error"
+        ``"poisson"``: half the Poisson deviance with an exponential output (scikit-learn's
+        ``MLPRegressor(loss="poisson")``), for counts and rates ``y >= 0`` (negative targets are
+        refused); predictions are then positive means.
 
     Examples
     --------
@@ -30,17 +38,22 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     (1,)
     """
 
-    def fit(self, X, y, *, callback=None):
-        """Train on ``X: (n_samples, n_features)`` and ``y: (n_samples,)`` or ``(n_samples, n_targets)``;
-        ``callback(history)``, if given, is called after every epoch. Returns ``self``."""
-        return self._fit(X, y, incremental=False, callback=callback)
+    __init__ = _init_with(loss="squared_error")
+    _PARAMETERS = _parameters.REGRESSOR_PARAMETERS
 
-    def partial_fit(self, X, y):
-        """One epoch on ``(X, y)``; returns ``self``."""
-        return self._fit(X, y, incremental=True)
+    def fit(self, X, y, sample_weight=None, *, callback=None):
+        """Train on ``X: (n_samples, n_features)`` and ``y: (n_samples,)`` or ``(n_samples, n_targets)``,
+        each row weighted by ``sample_weight``; ``callback(history)``, if given, is called after every
+        epoch. Returns ``self``."""
+        return self._fit(X, y, incremental=False, callback=callback, sample_weight=sample_weight)
+
+    @stochastic_only
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch on ``(X, y)`` (rows weighted by ``sample_weight``); returns ``self``."""
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _output_layer(self):
-        return "identity", "squared_error"
+        return ("exp", "poisson") if self.loss == "poisson" else ("identity", "squared_error")
 
     def _encode_targets(self, y, n, xp, device, dtype, *, first, classes, incremental):
         """Targets to ``Y: (n_samples, n_targets)`` on the device, in the model's dtype (and None:
@@ -62,15 +75,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             Y = xp.reshape(Y, (n, 1))
         if not bool(xp.all(xp.isfinite(Y))):
             raise ValueError("Input y contains NaN or infinity")
+        if self.loss == "poisson":
+            get_loss("poisson").check_targets(Y, xp=xp, what="y")
         if first:
             self._y_1d = y1d
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} targets but the model was fitted with {self.n_outputs_}")
         return Y, None
 
-    def _device_score(self, A, Y):
-        """R^2 averaged over the targets, on the device: ``A, Y: (n_targets, m)``."""
-        return _r2(self.net_.xp, A, Y, axis=1)
+    def _device_score(self, A, Y, w=None):
+        """R^2 averaged over the targets, on the device: ``A, Y: (n_targets, m)``; weighted by
+        ``w: (1, m)`` if given."""
+        return _r2(self.net_.xp, A, Y, axis=1, weights=w)
 
     def predict(self, X):
         """Predictions ``(n_samples,)`` (or ``(n_samples, n_targets)``), in X's namespace."""

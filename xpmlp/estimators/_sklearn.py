@@ -7,7 +7,9 @@ here with ``get_params``, ``set_params`` and ``__repr__``.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import types
 from typing import Any
 
 try:
@@ -49,6 +51,23 @@ except ImportError:  # pragma: no cover - exercised only without scikit-learn
 
     class RegressorMixin:
         _estimator_type = "regressor"
+
+
+class stochastic_only:
+    """A method of the stochastic solvers only (``partial_fit``): with ``solver="lbfgs"`` looking it up
+    raises scikit-learn's ``AttributeError``, so that ``hasattr(est, "partial_fit")`` is False there too."""
+
+    def __init__(self, method):
+        self.method = method
+        functools.update_wrapper(self, method)
+
+    def __get__(self, est, owner=None):
+        if est is None:
+            return self.method
+        if est.solver == "lbfgs":
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. {est.solver} is not "
+                                 "stochastic.")
+        return types.MethodType(self.method, est)
 
 
 class NotFittedError(*((_NotFittedBase,) if _NotFittedBase else (ValueError, AttributeError))):

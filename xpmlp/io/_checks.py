@@ -9,7 +9,7 @@ import re
 import numpy as np
 
 from ._format import ModelFileError, _header_network
-from ._state import _network_design
+from ._state import _network_design, params_from_json
 
 _XPMLP = __package__.rpartition(".")[0]  # xpmlp, whatever it is installed as
 
@@ -90,7 +90,7 @@ def _check_params(cls, params: dict, refuse) -> None:
     unknown = sorted(set(params) - set(names))
     if unknown:
         refuse(f"unknown parameter(s) {unknown[:8]} in state.params; {cls.__name__} takes {names}")
-    probe = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+    probe = cls(**params_from_json(params))
     validate = getattr(probe, "_validate_params", None)
     if validate is not None:
         try:

@@ -87,7 +87,7 @@ _HEADER_SCHEMA = {
 }
 _STATE_SCHEMA = {
     "class": str,
-    "params": _Map((*_SCALAR, [_SCALAR])),
+    "params": _Map((*_SCALAR, [_SCALAR], [[_SCALAR]])),  # [[label, weight], ...]: a dict (class_weight)
     "sizes": [_Int(1)],
     "activations": [str],
     "activation_configs": [_Map(_SCALAR)],
@@ -100,6 +100,7 @@ _STATE_SCHEMA = {
     "out_activation_": str,
     "loss_curve_": [float],
     "validation_scores_": ([float], None),
+    "validation_loss_curve_?": ([float], None),
     "best_loss_": (float, None),
     "best_validation_score_": (float, None),
     "n_iter_": _Int(0),

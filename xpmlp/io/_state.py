@@ -173,9 +173,25 @@ def _jsonable(value):
         return value if math.isfinite(value) else None
     if isinstance(value, (tuple, list)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, dict):  # class_weight: [[label, weight], ...] (JSON keys could only be strings)
+        return [[_jsonable(k), _jsonable(v)] for k, v in value.items()]
     if isinstance(value, (np.random.Generator, np.random.RandomState)):
         return None  # a generator object is not reproducible from JSON
     return backends.device_name(value)
+
+
+def params_from_json(params: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters as :func:`estimator_state` wrote them, back: lists to tuples, and a list of
+    ``[label, weight]`` pairs (a dict, ``class_weight``) to the dict."""
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, list) and value and all(isinstance(v, list) and len(v) == 2
+                                                     and not isinstance(v[0], (list, dict)) for v in value):
+            value = {k: v for k, v in value}
+        elif isinstance(value, list):
+            value = tuple(value)
+        out[name] = value
+    return out
 
 
 def estimator_state(est) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -204,6 +220,7 @@ def estimator_state(est) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "out_activation_": est.out_activation_,
         "loss_curve_": [float(v) for v in est.loss_curve_],
         "validation_scores_": None if est.validation_scores_ is None else list(est.validation_scores_),
+        "validation_loss_curve_": None if est.validation_loss_curve_ is None else list(est.validation_loss_curve_),
         "best_loss_": _jsonable(est.best_loss_),
         "best_validation_score_": est.best_validation_score_,
         "n_iter_": est.n_iter_,
@@ -227,10 +244,7 @@ def estimator_from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray
 
     if meta.get("class") != cls.__name__:
         raise ValueError(f"this state is of a {meta.get('class')!r}, not a {cls.__name__!r}")
-    params = dict(meta["params"])
-    if isinstance(params.get("hidden_layer_sizes"), list):
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    est = cls(**params)
+    est = cls(**params_from_json(meta["params"]))
     sizes = meta["sizes"]
     acts = [get_activation(name, **config) for name, config in zip(meta["activations"],
                                                                       meta["activation_configs"])]
@@ -249,6 +263,7 @@ def estimator_from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray
     est.out_activation_ = meta["out_activation_"]
     history = History(loss_curve=list(meta["loss_curve_"]),
                       validation_scores=list(meta["validation_scores_"] or []),
+                      validation_loss_curve=list(meta.get("validation_loss_curve_") or []),
                       best_loss=float(meta["best_loss_"]) if meta["best_loss_"] is not None else math.inf,
                       best_validation_score=meta["best_validation_score_"],
                       n_iter=meta["n_iter_"], t=meta["t_"])
