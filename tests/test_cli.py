@@ -172,7 +172,7 @@ def test_no_command_prints_help_and_version(capsys):
                                           "'sigmoid'?"),
     (["train", "--activation", "rleu"], "did you mean 'relu'?"),
     (["train", "--solver", "adamm"], "argument --solver: unknown solver 'adamm'; did you mean 'adam' or 'adamw'?"),
-    (["train", "--solver", "lbfgs"], "unknown solver 'lbfgs' (expected one of ['adam', 'adamw', 'sgd'])"),
+    (["train", "--solver", "lbgfs"], "unknown solver 'lbgfs'; did you mean 'lbfgs'?"),
     (["train", "x.csv", "--save", "model.csv"], "argument --save: 'model.csv' ends in '.csv'"),
 ])
 def test_bad_options_are_one_line_with_status_2(capsys, argv, fragment):

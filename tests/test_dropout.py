@@ -304,6 +304,7 @@ def test_estimator_saves_and_loads_dropout_and_init(tmp_path):
     path = tmp_path / "m.xpmlp"
     clf.save(path)
     back = xpmlp.io.load(path)
+    # JSON has no tuples: a saved sequence comes back as a tuple, as hidden_layer_sizes does
     assert tuple(back.get_params()["dropout"]) == (0.4, 0.2) and back.get_params()["init"] == "he_glorot"
     X, _ = _clf_data()
     np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))

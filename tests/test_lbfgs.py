@@ -295,11 +295,56 @@ def test_bad_settings_name_the_parameter(name, value):
         fit_lbfgs(net, X, Y, **{name: value})
 
 
-def test_sample_weight_is_reserved():
+def test_integer_sample_weights_equal_repeated_rows(backend):
+    """Weights 0..3 give the objective of the data with each row repeated that many times (the
+    weighted mean and the L2 term's 1/sum(w) included), so the same L-BFGS path to rounding."""
+    X, y, Y = _classification_data()
+    w = np.random.default_rng(5).integers(0, 4, X.shape[0])
+    rows = np.repeat(np.arange(X.shape[0]), w)
+    results = []
+    for Xs, Ys, weights in ((X, Y, backend.asarray(w, "float64")), (X[rows], Y[rows], None)):
+        net = backend.mlp([4, 8, 3], ["tanh", "softmax"], "cross_entropy", dtype="float64", seed=1)
+        with pytest.warns(ConvergenceWarning):
+            history = fit_lbfgs(net, backend.asarray(Xs), backend.asarray(Ys), alpha=0.3, max_iter=15, tol=0.0,
+                                sample_weight=weights)
+        results.append((_host(backend, net), history.loss_curve))
+    (weighted, curve_w), (repeated, curve_r) = results
+    np.testing.assert_allclose(curve_w, curve_r, rtol=1e-10)
+    for (W, b), (W0, b0) in zip(weighted, repeated):
+        np.testing.assert_allclose(W, W0, atol=1e-9)
+        np.testing.assert_allclose(b, b0, atol=1e-9)
+
+
+def test_weighted_path_equals_sklearn_from_the_same_start():
+    X, y, Y = _classification_data()
+    w = np.random.default_rng(7).uniform(0.0, 3.0, X.shape[0])
+    net = xpmlp.MLP([4, 8, 3], ["tanh", "softmax"], "cross_entropy", dtype="float64", seed=1)
+    start = [(np.array(W), np.array(b)) for W, b in net.params]
+    from sklearn.neural_network import MLPClassifier
+
+    sk = MLPClassifier(hidden_layer_sizes=(8,), activation="tanh", solver="lbfgs", alpha=0.3, tol=0.0, max_iter=1,
+                       warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk.fit(X, y, sample_weight=w)
+        sk.coefs_ = [W.T.copy() for W, _ in start]
+        sk.intercepts_ = [b[:, 0].copy() for _, b in start]
+        sk.set_params(max_iter=20).fit(X, y, sample_weight=w)
+    with pytest.warns(ConvergenceWarning):
+        history = fit_lbfgs(net, X, Y, alpha=0.3, max_iter=20, tol=0.0, sample_weight=w)
+    assert history.loss_curve[-1] == pytest.approx(sk.loss_, rel=1e-10)
+    for (W, b), coef in zip(net.params, sk.coefs_):
+        np.testing.assert_allclose(W.T, coef, atol=1e-8)
+
+
+@pytest.mark.parametrize("weights, message", [(np.zeros(50), "zero for every row"),
+                                              (-np.ones(50), "must be >= 0"),
+                                              (np.ones(49), "49 weights but there are 50 samples")])
+def test_bad_sample_weights_are_refused(weights, message):
     X, y, Y = _classification_data()
     net = xpmlp.MLP([4, 3], ["softmax"], "cross_entropy", dtype="float64", seed=0)
-    with pytest.raises(NotImplementedError, match="sample_weight"):
-        fit_lbfgs(net, X, Y, sample_weight=np.ones(X.shape[0]))
+    with pytest.raises(ValueError, match=message):
+        fit_lbfgs(net, X, Y, sample_weight=weights)
 
 
 def test_scipy_is_imported_only_when_used_and_missing_scipy_is_a_clear_error(monkeypatch):
@@ -345,8 +390,8 @@ def test_classifier_lbfgs_is_fit_lbfgs_on_the_initial_network():
                               random_state=0, dtype="float64")
     with pytest.warns(ConvergenceWarning, match="12 iteration"):
         clf.fit(X, y)
-    # the estimator's first draws from random_state=0 are the initial weights
-    net = xpmlp.MLP([4, 8, 3], ["tanh", "softmax"], "cross_entropy", dtype="float64", seed=0)
+    # the estimator's first draws from random_state=0 are the initial weights (scikit-learn's init, its default)
+    net = xpmlp.MLP([4, 8, 3], ["tanh", "softmax"], "cross_entropy", dtype="float64", seed=0, init="sklearn")
     with pytest.warns(ConvergenceWarning):
         history = fit_lbfgs(net, X, Y, alpha=1e-3, max_iter=12, tol=0.0)
     for (W, b), coef in zip(net.params, clf.coefs_):
@@ -449,3 +494,24 @@ def test_lbfgs_refuses_data_parallel():
     clf = xpmlp.MLPClassifier((4,), solver="lbfgs", distributed=OneRank())
     with pytest.raises(ValueError, match="solver='lbfgs' does not run data-parallel"):
         clf.fit(X, y)
+
+
+def test_lbfgs_with_weights_and_poisson_through_the_estimators():
+    """sample_weight and class_weight reach fit_lbfgs (integer weights = repeated rows), and the
+    Poisson regressor trains with lbfgs (exp output, positive predictions, the loss going down)."""
+    X, y, Y = _classification_data()
+    w = np.random.default_rng(5).integers(0, 4, X.shape[0])
+    rows = np.repeat(np.arange(X.shape[0]), w)
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=10, tol=0.0, random_state=0, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = xpmlp.MLPClassifier(**params).fit(X, y, sample_weight=w)
+        repeated = xpmlp.MLPClassifier(**params).fit(X[rows], y[rows])
+        counts = np.bincount(y)
+        balanced = xpmlp.MLPClassifier(**params, class_weight={k: 1.0 / c for k, c in enumerate(counts)}).fit(X, y)
+        by_hand = xpmlp.MLPClassifier(**params).fit(X, y, sample_weight=1.0 / counts[y])
+        poisson = xpmlp.MLPRegressor(hidden_layer_sizes=(6,), loss="poisson", solver="lbfgs", max_iter=30,
+                                     random_state=0, dtype="float64").fit(X, np.exp(X[:, 0]))
+    np.testing.assert_allclose(weighted.coefs_[0], repeated.coefs_[0], atol=1e-9)
+    np.testing.assert_allclose(balanced.coefs_[0], by_hand.coefs_[0], atol=1e-12)
+    assert (poisson.predict(X) > 0).all() and poisson.loss_curve_[-1] < poisson.loss_curve_[0]

@@ -46,7 +46,7 @@ def _check_options(args) -> None:
     if args.activation is not None:
         check_choice("--activation", args.activation, _hidden_activations(), "activation")
     if args.solver is not None:
-        check_choice("--solver", args.solver, list(OPTIMIZERS), "solver")
+        check_choice("--solver", args.solver, [*OPTIMIZERS, "lbfgs"], "solver")
     if args.validation_fraction is not None and not args.early_stopping:
         raise CommandError("--validation-fraction sets the part held out for early stopping; add --early-stopping")
     keep = [args.data] if args.data else []

@@ -272,6 +272,21 @@ def _is_sparse(x) -> bool:
     return False
 
 
+def _pandas_missing(x) -> np.ndarray | None:
+    """The missing entries of a pandas object with nullable (extension) dtypes, such as ``Int64``
+    or ``Float64`` columns holding ``pandas.NA``, as a boolean array; None for anything else
+    (pandas is only imported where ``x`` is a pandas object, so pandas is loaded already)."""
+    if type(x).__module__.partition(".")[0] != "pandas":
+        return None
+    frame = getattr(x, "columns", None) is not None
+    dtypes = list(x.dtypes) if frame else [getattr(x, "dtype", None)]
+    if all(isinstance(dtype, np.dtype) for dtype in dtypes):
+        return None  # NumPy columns: their NaN is reported as such later on
+    import pandas
+
+    return np.asarray(pandas.isna(x), dtype=bool)
+
+
 def _is_missing(v) -> bool:
     """Whether one entry of an object array is a missing value: None, a NaN (float, NumPy,
     Decimal, NaT) or ``pandas.NA``, whose comparisons give NA and whose truth value raises."""
@@ -295,8 +310,8 @@ def as_array(x, what: str):
     - ``None`` (``ValueError``) and sparse matrices (``TypeError``: convert them with
       ``.toarray()``);
     - what NumPy cannot turn into an array (ragged lists): ``ValueError``;
-    - object arrays holding missing values (``None``, ``NaN``, ``pandas.NA``, as in a
-      pandas nullable ``Int64`` column): ``ValueError``.
+    - object arrays holding missing values (``None``, ``NaN``, ``pandas.NA``), and pandas
+      objects of nullable dtypes (``Int64``, ``Float64``) holding ``pandas.NA``: ``ValueError``.
     """
     if x is None:
         raise ValueError(f"{what} is None; expected an array")
@@ -304,6 +319,7 @@ def as_array(x, what: str):
         how = f"{what}.to_dense()" if array_api_compat.is_torch_array(x) else f"{what}.toarray()"
         raise TypeError(f"{what} is sparse ({type(x).__name__}), which is not supported; a dense array is "
                         f"needed: convert it with {how}")
+    missing = _pandas_missing(x)  # before NumPy's conversion, which turns pandas.NA into NaN (pandas 3)
     try:
         xp = array_api_compat.array_namespace(x)
     except TypeError:
@@ -314,13 +330,13 @@ def as_array(x, what: str):
         xp = get_namespace("numpy")
     else:
         x = detach(x)
-    if isinstance(x, np.ndarray) and x.dtype == object and x.size:
+    if missing is None and isinstance(x, np.ndarray) and x.dtype == object and x.size:
         missing = np.frompyfunc(_is_missing, 1, 1)(x).astype(bool)
-        if missing.any():
-            where = tuple(int(i) for i in np.argwhere(missing)[0])
-            raise ValueError(f"{what} contains {int(missing.sum())} missing value(s) (None, NaN or pandas.NA), "
-                             f"the first at index {where[0] if len(where) == 1 else where}; remove or impute them "
-                             "first")
+    if missing is not None and missing.any():
+        where = tuple(int(i) for i in np.argwhere(missing)[0])
+        raise ValueError(f"{what} contains {int(missing.sum())} missing value(s) (None, NaN or pandas.NA), "
+                         f"the first at index {where[0] if len(where) == 1 else where}; remove or impute them "
+                         "first")
     return x, xp, array_api_compat.device(x)
 
 

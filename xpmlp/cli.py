@@ -112,7 +112,7 @@ def _train_parser(commands, common) -> None:
     model.add_argument("--hidden", type=_hidden_sizes, default=(128,), metavar="N[,N...]",
                        help="hidden layer widths (default: 128)")
     model.add_argument("--activation", metavar="NAME", help="hidden activation (default: relu)")
-    model.add_argument("--solver", metavar="NAME", help="optimizer: adam (default), sgd or adamw")
+    model.add_argument("--solver", metavar="NAME", help="optimizer: adam (default), sgd, adamw or lbfgs (full batch, small data)")
     model.add_argument("--alpha", type=_non_negative, metavar="A",
                        help="L2 penalty (adamw: decoupled weight decay); default 0.0001")
     model.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum epochs (max_iter, default 200)")

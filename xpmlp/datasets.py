@@ -316,8 +316,15 @@ class Standardizer(NamedTuple):
 
 
 def train_test_split(n_samples: int, test_size: float, *, stratify: np.ndarray | None = None,
-                     seed: int | np.random.Generator | None = 0) -> tuple[np.ndarray, np.ndarray]:
+                     seed: int | np.random.Generator | None = 0,
+                     name: str = "test_size", every_class_tested: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a random train/test split, stratified by ``stratify`` if given.
+
+    The split follows scikit-learn's ``train_test_split``: ``ceil(test_size * n_samples)``
+    samples are held out (to rounding: a share that is a whole number of samples up to float
+    error, like ``0.1 * 30``, is that number), whether stratified or not; stratified, each class
+    gives its share of them (the largest remainders round up, ties broken at random), and every
+    class keeps at least one training sample.
 
     Parameters
     ----------
@@ -325,32 +332,84 @@ def train_test_split(n_samples: int, test_size: float, *, stratify: np.ndarray |
     test_size : float
         The held-out fraction, in ``(0, 1)``.
     stratify : numpy.ndarray, optional
-        Class labels: each class is split in the same proportion (every class
-        with at least two samples keeps at least one on each side).
+        Class labels, one per sample: each class is split in the same proportion.
     seed : int or numpy.random.Generator, optional
         Seed of the ``numpy.random.Generator`` that draws the split, or the generator itself.
+    name : str
+        What the errors call ``test_size`` (the estimators' early stopping says ``validation_fraction``).
+    every_class_tested : bool
+        Stratified: whether the held-out part must have at least as many samples as there are
+        classes (scikit-learn's ``train_test_split`` condition). ``False`` lets a small held-out
+        part leave some classes out (the estimators' early stopping: scikit-learn's multiclass
+        split there is not stratified and has no such condition).
 
     Returns
     -------
     train, test : numpy.ndarray of int64
         Sorted indices.
+
+    Raises
+    ------
+    ValueError
+        With scikit-learn's messages: for a ``test_size`` outside ``(0, 1)``; when no training
+        sample is left; stratified, when a class has a single member, or when the training (or,
+        with ``every_class_tested``, the held-out) part has fewer samples than there are classes.
     """
     if not (isinstance(test_size, (int, float)) and 0.0 < test_size < 1.0):
-        raise ValueError(f"test_size must be a fraction in (0, 1), got {test_size!r}")
+        raise ValueError(f"{name} must be a fraction in (0, 1), got {test_size!r}")
+    n_test = math.ceil(round(test_size * n_samples, 9))  # 0.1 * 30 = 3.0000000000000004 holds out 3
+    n_train = n_samples - n_test
+    if n_train == 0:
+        raise ValueError(f"With n_samples={n_samples}, {name}={test_size}, the resulting train set will be "
+                         f"empty: all {n_samples} samples are held out. Use a smaller {name} or more samples.")
     rng = np.random.default_rng(seed)
-    groups = [np.arange(n_samples)]
-    if stratify is not None:
-        _, inverse = np.unique(np.asarray(stratify), return_inverse=True)
-        groups = [np.flatnonzero(inverse == c) for c in range(inverse.max() + 1)]
-    test = []
-    for members in groups:
-        members = rng.permutation(members)
-        n_test = int(round(test_size * len(members)))
-        if len(members) >= 2:
-            n_test = min(max(n_test, 1), len(members) - 1)
-        test.append(members[:n_test])
-    test = np.sort(np.concatenate(test)).astype(np.int64)
-    if len(test) == 0 or len(test) == n_samples:
-        raise ValueError(f"test_size={test_size} of {n_samples} samples leaves an empty train or test set")
+    if stratify is None:
+        test = rng.permutation(n_samples)[:n_test]
+    else:
+        classes, inverse, counts = np.unique(np.asarray(stratify), return_inverse=True, return_counts=True)
+        inverse = inverse.reshape(-1)
+        _check_strata(classes, counts, n_train, n_test, test_size, name, every_class_tested)
+        per_class = _apportion(counts, n_test, rng)
+        test = np.concatenate([rng.permutation(np.flatnonzero(inverse == c))[:k] for c, k in enumerate(per_class)])
+    test = np.sort(test).astype(np.int64)
     train = np.setdiff1d(np.arange(n_samples), test).astype(np.int64)
     return train, test
+
+
+def _check_strata(classes: np.ndarray, counts: np.ndarray, n_train: int, n_test: int, test_size: float,
+                  name: str, every_class_tested: bool) -> None:
+    """scikit-learn's conditions for a stratified split (``StratifiedShuffleSplit``), in its words."""
+    if counts.min() < 2:
+        few = classes[counts < 2].tolist()
+        shown = few if len(few) <= 10 else [*few[:10], "..."]
+        raise ValueError(f"The least populated classes in y have only 1 member, which is too few: a stratified "
+                         f"split needs at least 2 members of each class, one on each side. Classes with too few "
+                         f"members are: {shown} ({len(few)} of {len(classes)} classes); remove those samples or "
+                         f"gather more of them.")
+    k, n_samples = len(classes), n_train + n_test
+    if n_train < k:
+        most = math.floor(round((n_samples - k) / n_samples * 1e4, 6)) / 1e4  # 4 decimals, rounded inwards
+        raise ValueError(f"The train_size = {n_train} should be greater or equal to the number of classes = {k}: "
+                         f"{name}={test_size} of {n_samples} samples leaves {n_train} training samples for {k} "
+                         f"classes. Use {name} <= {most:g} or more samples.")
+    if n_test < k and every_class_tested:
+        least = math.ceil(round(k / n_samples * 1e4, 6)) / 1e4
+        raise ValueError(f"The test_size = {n_test} should be greater or equal to the number of classes = {k}: "
+                         f"{name}={test_size} of {n_samples} samples holds out {n_test} for {k} classes. Use "
+                         f"{name} >= {least:g} or more samples.")
+
+
+def _apportion(counts: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """How many of ``n_draws`` each class gives, in proportion to ``counts`` (every count >= 2,
+    ``n_draws <= sum(counts) - len(counts)``): the shares rounded down, then one more for the
+    largest remainders (ties in random order) while a class keeps at least one sample."""
+    share = counts * (n_draws / counts.sum())
+    taken = np.floor(share).astype(np.int64)
+    order = np.lexsort((rng.random(len(counts)), -(share - taken)))  # largest remainder first
+    need = n_draws - int(taken.sum())
+    while need > 0:
+        for c in order:
+            if need and taken[c] < counts[c] - 1:
+                taken[c] += 1
+                need -= 1
+    return taken

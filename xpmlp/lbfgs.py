@@ -51,7 +51,7 @@ from ._params import Integer, Number
 from .compile import resolve_mode
 from .network import MLP
 from .step import flatten, sum_of_squares, unflatten
-from .training import History, NonFiniteLossError, _convergence_warning
+from .training import History, NonFiniteLossError, _convergence_warning, _device_weights, check_sample_weight
 
 __all__ = ["fit_lbfgs"]
 
@@ -69,11 +69,15 @@ class _OutOfEvaluations(Exception):
     """Raised inside the objective instead of a (max_fun + 1)-th evaluation."""
 
 
-def _cost_and_gradient(net: MLP, like, l2: float, flat, X, Y):
-    """The device half of one evaluation: ``[grads..., cost]`` as one 1-D array at ``flat``."""
+def _cost_and_gradient(net: MLP, like, l2: float, flat, X, Y, weights=None):
+    """The device half of one evaluation: ``[grads..., cost]`` as one 1-D array at ``flat``
+    (``weights``: a ``(1, m)`` row of sample weights, or None)."""
     xp = net.xp
     params = unflatten(xp, flat, like)
-    J, grads = net.value_and_grad(params, X.T, Y.T)
+    if weights is None:
+        J, grads = net.value_and_grad(params, X.T, Y.T)
+    else:
+        J, grads = net.value_and_grad(params, X.T, Y.T, weights=weights)
     if l2:
         J = J + (0.5 * l2) * sum_of_squares(xp, params)
         grads = [(dW + l2 * W, db) for (W, _), (dW, db) in zip(params, grads)]
@@ -83,17 +87,21 @@ def _cost_and_gradient(net: MLP, like, l2: float, flat, X, Y):
 class _Objective:
     """``theta -> (cost, gradient)`` for SciPy, counting evaluations and refusing one past ``max_fun``."""
 
-    def __init__(self, net: MLP, X, Y, *, alpha: float, max_fun: int, mode: str):
-        self.net, self.X, self.Y, self.max_fun = net, X, Y, max_fun
+    def __init__(self, net: MLP, X, Y, *, alpha: float, max_fun: int, mode: str, weights=None,
+                 weight_sum: float | None = None):
+        self.net, self.max_fun = net, max_fun
+        self.data = (X, Y) if weights is None else (X, Y, weights)
         self.device = array_api_compat.device(X)
         self.like = list(net.params)  # shapes only
-        self.fn = functools.partial(_cost_and_gradient, net, self.like, alpha / X.shape[0])
+        # scikit-learn's L2 term: alpha / (2 m) sum ||W||^2, m the weight sum with sample weights
+        self.fn = functools.partial(_cost_and_gradient, net, self.like,
+                                    alpha / (X.shape[0] if weights is None else weight_sum))
         self.compile_seconds = 0.0
         if mode == "jax":
             import jax
 
             start = time.perf_counter()
-            self.fn = jax.jit(self.fn).lower(flatten(net.xp, self.like), X, Y).compile()
+            self.fn = jax.jit(self.fn).lower(flatten(net.xp, self.like), *self.data).compile()
             self.compile_seconds = time.perf_counter() - start
         self.n_fun = 0
         self.finite = True  #: whether the last evaluation gave a finite cost and gradient
@@ -107,7 +115,7 @@ class _Objective:
         if self.n_fun >= self.max_fun:
             raise _OutOfEvaluations
         self.n_fun += 1
-        out = backends.to_numpy(self.fn(self.to_device(theta), self.X, self.Y))  # the one read back
+        out = backends.to_numpy(self.fn(self.to_device(theta), *self.data))  # the one read back
         cost, grad = float(out[-1]), np.asarray(out[:-1], dtype=np.float64)
         self.finite = math.isfinite(cost) and bool(np.isfinite(grad).all())
         if self.n_fun == 1:
@@ -150,8 +158,9 @@ def fit_lbfgs(net: MLP, X, Y, *, alpha: float = 0.0, max_iter: int = 200, max_fu
         Print the cost after each iteration and why L-BFGS stopped.
     history : History, optional
         Add to this history (see the module docstring for what is set).
-    sample_weight : array, optional
-        Reserved: per-sample weights (not implemented yet: ``NotImplementedError``).
+    sample_weight : array of shape (n_samples,), optional
+        Per-sample weights ``>= 0`` (any backend, a list, or one number): the cost is
+        ``sum w L / sum w`` and the L2 term ``alpha / (2 sum w) sum ||W||^2``, as in scikit-learn.
     callback : callable, optional
         ``callback(history)`` after every iteration.
     compile : "auto", True or False
@@ -183,9 +192,6 @@ def fit_lbfgs(net: MLP, X, Y, *, alpha: float = 0.0, max_iter: int = 200, max_fu
     ``KeyboardInterrupt`` (Ctrl-C) puts the network at the last completed iteration, warns,
     and returns the history so far.
     """
-    if sample_weight is not None:
-        raise NotImplementedError("sample_weight is not supported by fit_lbfgs yet (it needs per-sample "
-                                  "weights in MLP.value_and_grad)")
     max_iter, max_fun = int(Integer(1)("max_iter", max_iter)), int(Integer(1)("max_fun", max_fun))
     alpha, tol = float(Number(0.0)("alpha", alpha)), float(Number(0.0)("tol", tol))
     if X.shape[0] != Y.shape[0]:
@@ -194,9 +200,18 @@ def fit_lbfgs(net: MLP, X, Y, *, alpha: float = 0.0, max_iter: int = 200, max_fu
         raise ValueError("X has no samples")
     minimize = _scipy_minimize()
     xp = net.xp
+    weights = weight_sum = None
+    if sample_weight is not None:
+        w = check_sample_weight(sample_weight, X.shape[0])  # float64 on the host, checked
+        weight_sum = float(w.sum())
+        if not weight_sum > 0:
+            raise ValueError("sample_weight is zero for every row: the weights sum to zero; at least one row needs "
+                             "a positive weight")
+        weights = xp.reshape(_device_weights(w, X.shape[0], net), (1, -1))
     history = history if history is not None else History()
     mode = resolve_mode(compile, xp, array_api_compat.device(X))
-    objective = _Objective(net, X, Y, alpha=alpha, max_fun=max_fun, mode="jax" if mode == "jax" else "eager")
+    objective = _Objective(net, X, Y, alpha=alpha, max_fun=max_fun, mode="jax" if mode == "jax" else "eager",
+                           weights=weights, weight_sum=weight_sum)
     history.compile_mode = "jax" if mode == "jax" else "eager"
     history.compile_seconds += objective.compile_seconds
     history.opt_state = history.learning_rate = None

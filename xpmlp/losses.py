@@ -254,7 +254,9 @@ class BinaryCrossEntropy(Loss):
 
     def fused_dZ(self, A, Y, *, xp, weights=None):
         # d/dz [softplus(z) - y z] = sigmoid(z) - y: exact for any y, entry by entry.
-        return _per_column(A - Y, Y, weights)
+        if weights is not None:
+            return (A - Y) * weights
+        return (A - Y) / Y.shape[1]
 
 
 class CrossEntropy(Loss):
@@ -293,7 +295,9 @@ class CrossEntropy(Loss):
     def fused_dZ(self, A, Y, *, xp, weights=None):
         # d/dz_j [-sum_i y_i log softmax(z)_i] = a_j sum_i y_i - y_j: one reduction more than the
         # one-hot shortcut (A - Y), and exact for targets whose columns do not sum to 1.
-        return _per_column(A * xp.sum(Y, axis=0, keepdims=True) - Y, Y, weights)
+        if weights is not None:
+            return (A * xp.sum(Y, axis=0, keepdims=True) - Y) * weights
+        return (A * xp.sum(Y, axis=0, keepdims=True) - Y) / Y.shape[1]
 
 
 def _y_log_y(Y, *, xp):

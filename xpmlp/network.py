@@ -389,14 +389,17 @@ class MLP:
 
     # ------------------------------------------------------------------- cost
     def _cost(self, cache, Y, weights=None):
-        xp, top = self.xp, cache[-1]
-        if weights is None:  # (without the keyword: a user's loss need not take weights)
-            if self.fused_output:
-                return self.loss.value_from_logits(top.Z, Y, xp=xp, aux=top.aux)
-            return self.loss.value(top.A, Y, xp=xp)
+        xp = self.xp
+        if weights is not None:  # (only then the keyword: a user's loss need not take weights)
+            return self._weighted_cost(cache[-1], Y, weights)
         if self.fused_output:
-            return self.loss.value_from_logits(top.Z, Y, xp=xp, aux=top.aux, weights=weights)
-        return self.loss.value(top.A, Y, xp=xp, weights=weights)
+            return self.loss.value_from_logits(cache[-1].Z, Y, xp=xp, aux=cache[-1].aux)
+        return self.loss.value(cache[-1].A, Y, xp=xp)
+
+    def _weighted_cost(self, top, Y, weights):
+        if self.fused_output:
+            return self.loss.value_from_logits(top.Z, Y, xp=self.xp, aux=top.aux, weights=weights)
+        return self.loss.value(top.A, Y, xp=self.xp, weights=weights)
 
     def cost(self, X, Y, *, check_finite: bool = True):
         """The mean cost J over the m columns, as a 0-d array (no host sync)."""

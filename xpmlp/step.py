@@ -36,7 +36,8 @@ the gradients are scratch space.
 
 ``key`` is the step's random key: an integer counter that the training loop
 advances by one per step (so a seed and a step number give the same randomness
-on every backend). Nothing uses it yet; dropout will draw its masks from it.
+on every backend): a network with dropout draws its masks from it and its
+``dropout_seed`` (:mod:`xpmlp._random`); without dropout it is unused.
 """
 
 from __future__ import annotations

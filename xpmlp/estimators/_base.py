@@ -205,7 +205,7 @@ class _BaseMLP(BaseEstimator):
         first = not self._keeps_model()
         if first:
             self._rng_ = None
-        if comm is not None and first and not incremental:
+        if comm is not None and not incremental:  # a first fit's classes; a warm start checks them
             classes = self._labels_over_ranks(comm, y)
         placed = self._place(X, fitting=True)
         X = placed.rows()
@@ -284,16 +284,30 @@ class _BaseMLP(BaseEstimator):
         """Hold out ``validation_fraction`` of the rows (chosen on the host) for early stopping:
         ``(X, Y, weights)`` of the training rows, the validation score and the validation loss.
 
+        As in scikit-learn, ``ceil(validation_fraction * n)`` rows are held out, and at least 2.
         ``strata`` (host ints, one per row; the class of each sample for single-label
-        classification) makes the split stratified: each class gives its share. Each row keeps
-        its weight (``weights``, host, or None): the score and the loss are weighted by them.
+        classification) makes the split stratified, as scikit-learn's ``train_test_split(...,
+        stratify=y)``: every class needs 2 members, and keeps one for training. scikit-learn's
+        MLPClassifier stratifies binary targets only (its multiclass split is not stratified: a
+        class may be missing from training); like its multiclass split, a validation set smaller
+        than the number of classes is accepted (some classes are then not in it).
+        Each row keeps its weight (``weights``, host, or None): the score and the loss are
+        weighted by them.
         """
         n = X.shape[0]
         try:
-            train_idx, val_idx = datasets.train_test_split(n, self.validation_fraction, stratify=strata, seed=rng)
-        except ValueError:
-            raise ValueError(f"validation_fraction={self.validation_fraction} of {n} samples leaves no training "
-                             f"or no validation sample; both need at least 1") from None
+            labels = None if strata is None else self.classes_[strata]  # the errors name the user's labels
+            train_idx, val_idx = datasets.train_test_split(n, self.validation_fraction, stratify=labels, seed=rng,
+                                                           name="validation_fraction", every_class_tested=False)
+        except ValueError as exc:
+            shard = " from each rank's shard" if self.distributed is not None and \
+                self.distributed_data == "sharded" else ""
+            raise ValueError(f"early_stopping=True holds out a {'stratified ' if strata is not None else ''}"
+                             f"validation set{shard}, but: {exc} Or set early_stopping=False.") from None
+        if len(val_idx) < 2:
+            raise ValueError(f"The validation set is too small: validation_fraction={self.validation_fraction} of "
+                             f"{n} samples holds out {len(val_idx)}, and early stopping needs at least 2. Increase "
+                             "'validation_fraction' or the size of your dataset, or set early_stopping=False.")
         xp, device = array_api_compat.array_namespace(X), array_api_compat.device(X)
         val = backends.to_backend(val_idx, xp, device)
         tr = backends.to_backend(train_idx, xp, device)

@@ -62,6 +62,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     tol : float, default 1e-4
     verbose : bool, default False
     warm_start : bool, default False
+        Continue from the fitted model at the next ``fit``, whose ``y`` must hold the same classes
+        as before (no more, no fewer: a ``ValueError``, as in scikit-learn); for data holding
+        some of the classes, use ``partial_fit``.
     momentum : float, default 0.9
         For ``"sgd"``.
     nesterovs_momentum : bool, default True
@@ -119,6 +122,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     net_ : xpmlp.MLP
         The trained network (column layout).
     n_features_in_, n_outputs_, n_layers_ : int
+    feature_names_in_ : ndarray of str (dtype object)
+        The column names of a data frame ``X`` (pandas, polars) at fit, when they are all strings;
+        absent otherwise. ``predict``, ``score`` and later ``partial_fit`` calls check X's names
+        against them as scikit-learn does: other names or another order are a ``ValueError``,
+        names on one side only a ``UserWarning``.
     out_activation_ : str
     loss_, best_loss_ : float
         The last and the lowest training cost (with the L2 term; kept with early stopping too).
@@ -168,8 +176,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @stochastic_only
     def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch on ``(X, y)`` (rows weighted by ``sample_weight``); ``classes`` (all labels) is
-        required on the first call (except for multilabel targets). Returns ``self``."""
+        """One epoch on ``(X, y)`` (rows weighted by ``sample_weight``). Returns ``self``.
+
+        ``classes`` (every label that will appear, e.g. ``np.unique(y_all)``) is required on the
+        first call (except for multilabel targets, where it may be left out or must be the column
+        indices); later calls may leave it out or pass the same labels, and their ``y`` may hold
+        some of the classes only, but no other label (a ``ValueError``, as in scikit-learn)."""
         return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def _sample_weights(self, sample_weight, strata, n: int, *, incremental: bool):
@@ -246,30 +258,40 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError("Unknown label type: y holds continuous values; MLPClassifier needs class "
                                  "labels (use MLPRegressor for continuous targets)")
             found = _unique_labels(y, "y")
+        given = None if classes is None else _given_classes(classes, multilabel, y.shape[1] if multilabel else 0)
         if first:
-            if incremental and classes is None and not multilabel:
+            if incremental and given is None and not multilabel:
                 raise ValueError("classes must be passed on the first call to partial_fit (all the labels "
                                  "that will ever appear, e.g. classes=np.unique(y_all))")
-            known = found if (classes is None or multilabel) else _unique_labels(host(classes, "classes"), "classes")
+            known = found if given is None else given
             if not multilabel and len(known) < 2:
                 raise ValueError(f"y has only one class ({known.tolist()}); a classifier needs at least 2 classes")
-            if not multilabel and classes is not None and not np.isin(found, known).all():
-                raise ValueError(f"y has labels {np.setdiff1d(found, known).tolist()} that are not in classes="
-                                 f"{known.tolist()}")
-            self.classes_ = known
-            self._multilabel = multilabel
         else:
             if multilabel != self._multilabel or (multilabel and len(found) != len(self.classes_)):
                 raise ValueError(f"y has {'a multilabel indicator matrix' if multilabel else 'labels'} of shape "
                                  f"{y.shape} but the model was fitted on "
                                  f"{'multilabel' if self._multilabel else 'class labels'} with "
                                  f"{len(self.classes_)} outputs")
-            unknown = np.setdiff1d(found, self.classes_) if not multilabel else []
-            if len(unknown):
-                what = ("warm_start can only be used where y has the same classes as in the previous call to "
-                        "fit" if not incremental else "partial_fit got labels not in classes_")
-                raise ValueError(f"{what}: previously got {self.classes_.tolist()}, y has labels "
-                                 f"{unknown.tolist()} besides")
+            known = self.classes_
+            if incremental and given is not None and not np.array_equal(given, known):
+                raise ValueError(f"`classes={_show(classes)}` is not the same as on last call to partial_fit, was: "
+                                 f"{known.tolist()}; later calls may leave classes out (or pass the same labels)")
+            labels = found if given is None else given  # given: the union of the ranks' labels (distributed)
+            if not incremental and not multilabel and not np.array_equal(labels, known):
+                # scikit-learn: a warm start needs y to hold every fitted class, and no other
+                raise ValueError(f"warm_start can only be used where `y` has the same classes as in the previous "
+                                 f"call to fit. Previously got {known.tolist()}, `y` has {labels.tolist()}; fit "
+                                 "with every class, use partial_fit for data holding some of them, or set "
+                                 "warm_start=False to fit anew")
+        unknown = [] if multilabel else np.setdiff1d(found, known)
+        if len(unknown):
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {known.tolist()}. 'y' has "
+                             f"{found.tolist()}: {unknown.tolist()} are new. The classes are fixed by the first fit "
+                             "or by classes= on the first call to partial_fit, which must name every label that "
+                             "will appear (e.g. classes=np.unique(y_all))")
+        if first:
+            self.classes_ = known
+            self._multilabel = multilabel
         if self._multilabel:
             Y = y.astype(self.dtype)
         else:
@@ -365,3 +387,18 @@ def _unique_labels(y: np.ndarray, what: str) -> np.ndarray:
         raise ValueError(f"{what} mixes label types {kinds}, which cannot be sorted; use labels of one type "
                          "(all numbers or all strings)") from None
 
+
+def _given_classes(classes, multilabel: bool, n_labels: int) -> np.ndarray:
+    """``partial_fit``'s ``classes=``: its distinct labels, sorted; for a multilabel indicator ``y``
+    they must be its column indices ``0 .. n_labels - 1`` (scikit-learn's ``classes_`` there)."""
+    given = _unique_labels(host(classes, "classes").ravel(), "classes")
+    if multilabel and not np.array_equal(given, np.arange(n_labels)):
+        raise ValueError(f"y is a multilabel indicator matrix with {n_labels} columns, so classes must be their "
+                         f"indices {list(range(n_labels))} (or left out); got classes={_show(classes)}")
+    return given
+
+
+def _show(classes) -> str:
+    """``classes`` as the user passed it, shortly: a list of at most 20 labels."""
+    values = host(classes, "classes").ravel().tolist()
+    return str(values if len(values) <= 20 else [*values[:20], "..."])

@@ -11,6 +11,8 @@ which returns a result in the input's namespace and device.
 
 from __future__ import annotations
 
+import sys
+import warnings
 from typing import Any
 
 import array_api_compat
@@ -78,12 +80,14 @@ def place(est, X, *, fitting: bool) -> Placed:
     """
     if X is None:
         raise ValueError(f"{type(est).__name__} requires X to be passed, but X is None")
-    if fitting:  # a DataFrame's column names, as scikit-learn keeps them
-        columns = getattr(X, "columns", None)
-        if columns is not None and all(isinstance(c, str) for c in columns):
-            est.feature_names_in_ = np.asarray(list(columns), dtype=object)
+    names = feature_names(X)
+    if fitting and not est._keeps_model():  # a DataFrame's column names, kept as scikit-learn keeps them
+        if names is not None:
+            est.feature_names_in_ = names
         elif hasattr(est, "feature_names_in_"):
             del est.feature_names_in_
+    elif hasattr(est, "n_features_in_"):  # predict, or a fit that continues: the names must match
+        check_feature_names(est, names)
     if _sparse.is_sparse(X):  # SciPy sparse: CSR, finite stored values; results come back as NumPy
         X, xp_in, dev_in = _sparse.check(X), backends.get_namespace("numpy"), "cpu"
     else:
@@ -103,6 +107,70 @@ def place(est, X, *, fitting: bool) -> Placed:
             est._move(xp_in, dev_in)  # backend=None follows the arrays
             xp, device = xp_in, dev_in
     return Placed(X, xp, device, est.dtype, (xp_in, dev_in))
+
+
+def feature_names(X) -> np.ndarray | None:
+    """The column names of a data frame (anything with ``.columns``: pandas, polars) as an object
+    array, when they are all strings (scikit-learn's rule); else None. Names of mixed types, some
+    strings, are a ``TypeError``, as in scikit-learn."""
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(columns, str):
+        return None
+    try:
+        names = list(columns)
+    except TypeError:
+        return None
+    if not names:
+        return None
+    types = sorted({type(name).__qualname__ for name in names})
+    if len(types) > 1 and "str" in types:
+        raise TypeError(f"Feature names are only supported if all input features have string names, but your "
+                        f"input has {types} as feature name / column name types. If you want feature names to be "
+                        "stored and validated, you must convert them all to strings, by using X.columns = "
+                        "X.columns.astype(str) for example. Otherwise you can remove feature / column names from "
+                        "your input data, or convert them all to a non-string data type.")
+    return np.asarray(names, dtype=object) if types == ["str"] else None
+
+
+def check_feature_names(est, names: np.ndarray | None) -> None:
+    """X's column names (:func:`feature_names`) against those of the fit, as scikit-learn checks
+    them: different names or order are a ``ValueError`` (a silently wrong prediction otherwise);
+    names on one side only a ``UserWarning``."""
+    fitted = getattr(est, "feature_names_in_", None)
+    model = type(est).__name__
+    if fitted is None and names is None:
+        return
+    if fitted is None or names is None:
+        message = (f"X has feature names, but {model} was fitted without feature names" if fitted is None else
+                   f"X does not have valid feature names, but {model} was fitted with feature names")
+        warnings.warn(message, UserWarning, stacklevel=_caller_level())
+        return
+    if len(fitted) == len(names) and all(a == b for a, b in zip(fitted, names)):
+        return
+    unseen = sorted(set(names) - set(fitted))
+    missing = sorted(set(fitted) - set(names))
+    message = "The feature names should match those that were passed during fit.\n"
+    if unseen:
+        message += "Feature names unseen at fit time:\n" + _listed(unseen)
+    if missing:
+        message += "Feature names seen at fit time, yet now missing:\n" + _listed(missing)
+    if not unseen and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    raise ValueError(message + "Pass X with the columns of the fit, in their order: X[model.feature_names_in_].")
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    """scikit-learn's list of names in its feature-name errors: one ``- name`` a line, at most 5."""
+    return "".join(f"- {name}\n" for name in names[:most]) + ("- ...\n" if len(names) > most else "")
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside xpmlp (the user's call)."""
+    frame, level = sys._getframe(1), 1
+    package = __name__.split(".")[0]
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == package:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _check_matrix(X, xp) -> None:

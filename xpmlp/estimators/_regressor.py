@@ -22,8 +22,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     ``(n_samples, n_targets)``; ``predict`` returns the same shape. ``score`` is R^2.
 
     Parameters and attributes are those of :class:`MLPClassifier` (without ``classes_`` and
-    ``class_weight``); early stopping watches the validation R^2. ``fit``, ``partial_fit`` and
-    ``score`` take ``sample_weight`` (see :class:`MLPClassifier`), and one more parameter:
+    ``class_weight``; with ``feature_names_in_`` and its checks at predict); early stopping
+    watches the validation R^2. ``fit``, ``partial_fit`` and ``score`` take ``sample_weight``
+    (see :class:`MLPClassifier`), and one more parameter:
 
     loss : {"squared_error", "poisson"}, default "squared_error"
         ``"poisson"``: half the Poisson deviance with an exponential output (scikit-learn's
