@@ -331,3 +331,10 @@ def test_estimator_refuses_dropout_with_distributed_training_and_unknown_init():
         xpmlp.MLPRegressor((4,), dropout=0.5, distributed="mpi").fit(X, y)
     with pytest.raises(ValueError, match=r"unknown init 'glorot'; expected one of \['he_glorot', 'sklearn'\]"):
         xpmlp.MLPRegressor((4,), init="glorot").fit(X, y)
+
+
+def test_estimator_refuses_dropout_with_lbfgs():
+    X, y = _clf_data()
+    with pytest.raises(ValueError, match=r"dropout=0.2 does not go with solver='lbfgs'"):
+        xpmlp.MLPClassifier((4,), solver="lbfgs", dropout=0.2).fit(X, y)
+    xpmlp.MLPClassifier((4,), solver="lbfgs", dropout=0.0, max_iter=5).fit(X, y)  # rate 0 is no dropout

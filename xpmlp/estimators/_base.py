@@ -99,7 +99,7 @@ class _BaseMLP(BaseEstimator):
         is allowed; keeps the normalised hidden layer widths in ``_hidden``."""
         checked = _parameters.validate(self, self._PARAMETERS)
         self._hidden = checked["hidden_layer_sizes"]
-        _parameters.check_dropout(self.dropout, self._hidden, self.distributed)
+        _parameters.check_dropout(self.dropout, self._hidden, self.distributed, self.solver)
 
     # ------------------------------------------------------------- placement
     def _place(self, X, *, fitting: bool) -> Placed:

@@ -60,9 +60,10 @@ def _rates(name: str, rates: Any) -> Any:
     return rates
 
 
-def check_dropout(dropout: Any, hidden: list[int], distributed: Any) -> None:
-    """What the table cannot see: one rate per hidden layer, and no dropout with data-parallel
-    training (each rank would draw the masks of the whole batch's first columns for its share)."""
+def check_dropout(dropout: Any, hidden: list[int], distributed: Any, solver: str) -> None:
+    """What the table cannot see: one rate per hidden layer; no dropout with data-parallel training
+    (each rank would draw the masks of the whole batch's first columns for its share) nor with
+    L-BFGS (its line search needs a deterministic cost)."""
     if dropout is None:
         return
     per_layer = _DROPOUT_RATES.accepts(dropout)
@@ -74,6 +75,9 @@ def check_dropout(dropout: Any, hidden: list[int], distributed: Any) -> None:
         raise ValueError(f"dropout={dropout!r} is not supported with distributed={distributed!r} yet (the ranks "
                          "would draw the masks of the batch's first columns); use dropout=None or train in one "
                          "process")
+    if solver == "lbfgs" and any(rates):
+        raise ValueError(f"dropout={dropout!r} does not go with solver='lbfgs' (its line search needs the same "
+                         "cost at the same parameters); use solver='adam', 'sgd' or 'adamw', or dropout=None")
 
 
 _DROPOUT_RATES = Check(_rates, "a sequence of numbers in [0, 1), one per hidden layer")
