@@ -116,7 +116,7 @@ def test_early_stopping_holds_out_the_fraction_asked(backend, rng, monkeypatch):
         sizes.append((len(train), len(test)))
         return train, test
 
-    monkeypatch.setattr(xpmlp.estimators._base.datasets, "train_test_split", spy)
+    monkeypatch.setattr(xpmlp.datasets, "train_test_split", spy)
     y = np.repeat(np.arange(6), [3, 3, 3, 3, 3, 85])
     X = _data(rng, y)
     clf = _quiet(MLPClassifier(**SMALL, early_stopping=True).fit, backend.asarray(X, "float32"),
@@ -169,7 +169,7 @@ def test_early_stopping_with_fewer_samples_than_classes(backend, rng, monkeypatc
     # (not stratified) accepts it; so does this one, each held-out sample of another class
     held = []
     split = datasets.train_test_split
-    monkeypatch.setattr(xpmlp.estimators._base.datasets, "train_test_split",
+    monkeypatch.setattr(xpmlp.datasets, "train_test_split",
                         lambda *a, **k: held.append(split(*a, **k)[1]) or split(*a, **k))
     y = np.repeat(np.arange(10), 5)
     X = _data(rng, y)

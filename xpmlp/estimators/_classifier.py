@@ -10,6 +10,7 @@ import numpy as np
 from .. import backends
 from . import _parameters
 from ._base import _BaseMLP, _init_with
+from ._labels import class_weights, given_classes as _given_classes, show as _show, unique_labels as _unique_labels
 from ._placement import concat_rows, host
 from ._sklearn import ClassifierMixin, stochastic_only
 
@@ -219,23 +220,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self._multilabel:
             raise ValueError("class_weight is not supported for multilabel targets; weigh the rows with "
                              "sample_weight instead")
-        counts = np.bincount(strata, minlength=len(self.classes_))
-        if isinstance(self.class_weight, str):  # "balanced", from the classes present in this y
-            if incremental:
-                raise ValueError("class_weight='balanced' is not supported by partial_fit (one call's counts are "
-                                 "not the data's); pass a dict, e.g. dict(zip(classes, sklearn.utils.class_weight."
-                                 "compute_class_weight('balanced', classes=classes, y=y_all)))")
-            present = counts > 0
-            per_class = np.where(present, n / (present.sum() * np.maximum(counts, 1)), 0.0)
-        else:
-            index = {label: i for i, label in enumerate(self.classes_.tolist())}
-            unknown = [k for k in self.class_weight if _plain(k) not in index]
-            if unknown:
-                raise ValueError(f"class_weight has labels {unknown} that are not classes of y "
-                                 f"(classes_: {self.classes_.tolist()})")
-            per_class = np.ones(len(self.classes_))
-            for label, weight in self.class_weight.items():
-                per_class[index[_plain(label)]] = float(weight)
+        per_class = class_weights(self.class_weight, self.classes_, strata, n, incremental=incremental)
         rows = per_class[strata]
         return rows if w is None else w * rows
 
@@ -397,35 +382,3 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
-
-
-
-def _plain(label):
-    """A label as ``classes_.tolist()`` holds it (a NumPy scalar as a Python one)."""
-    return label.item() if isinstance(label, np.generic) else label
-
-
-def _unique_labels(y: np.ndarray, what: str) -> np.ndarray:
-    """The sorted distinct labels, or a ``ValueError`` when they are of types that do not order."""
-    try:
-        return np.unique(y)
-    except TypeError:
-        kinds = sorted({type(v).__name__ for v in y.ravel().tolist()})
-        raise ValueError(f"{what} mixes label types {kinds}, which cannot be sorted; use labels of one type "
-                         "(all numbers or all strings)") from None
-
-
-def _given_classes(classes, multilabel: bool, n_labels: int) -> np.ndarray:
-    """``partial_fit``'s ``classes=``: its distinct labels, sorted; for a multilabel indicator ``y``
-    they must be its column indices ``0 .. n_labels - 1`` (scikit-learn's ``classes_`` there)."""
-    given = _unique_labels(host(classes, "classes").ravel(), "classes")
-    if multilabel and not np.array_equal(given, np.arange(n_labels)):
-        raise ValueError(f"y is a multilabel indicator matrix with {n_labels} columns, so classes must be their "
-                         f"indices {list(range(n_labels))} (or left out); got classes={_show(classes)}")
-    return given
-
-
-def _show(classes) -> str:
-    """``classes`` as the user passed it, shortly: a list of at most 20 labels."""
-    values = host(classes, "classes").ravel().tolist()
-    return str(values if len(values) <= 20 else [*values[:20], "..."])
