@@ -150,7 +150,7 @@ class XpmlpContender(Contender):
         dev = None
         if device == "gpu":
             dev = {"torch": "cuda", "cupy": "cuda", "jax": "gpu"}[self.backend]
-            usable, why, devices = backends._probe(self.backend)
+            usable, why, devices = backends.probe(self.backend)
             if not usable or not any(("cuda" in d.lower() or "gpu" in d.lower()) for d in devices):
                 raise Unavailable(f"{self.backend} sees no GPU here ({why}; devices {devices})")
         elif self.backend == "jax":

@@ -93,7 +93,7 @@ def _case(backend_id: str) -> Case:
     readonly = device_name == "readonly"
     if readonly:
         device_name = ""
-    usable, info, _ = backends._probe(name)
+    usable, info, _ = backends.probe(name)
     if not usable:
         pytest.skip(f"backend {name} not usable here: {info}")
     xp = backends.get_namespace(name)

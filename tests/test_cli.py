@@ -367,7 +367,7 @@ def test_predict_output_is_checked_first_and_never_overwrites_its_inputs(capsys,
 # ------------------------------------------------------------------ backends and devices
 def test_cupy_missing_keeps_the_install_hint(capsys, monkeypatch, blobs_csv):
     monkeypatch.setattr(_cli_checks, "_installed", lambda module: module != "cupy")
-    monkeypatch.setattr(backends, "_probe", lambda name: (False, "backend 'cupy' is not installed (No module "
+    monkeypatch.setattr(backends, "probe", lambda name: (False, "backend 'cupy' is not installed (No module "
                                                                 "named 'cupy'); try: pip install 'xpmlp[cuda12]'", []))
     code, out, err = run(capsys, "train", blobs_csv, "--backend", "cupy")
     assert code == 1 and out == ""
@@ -379,7 +379,7 @@ def test_cupy_missing_keeps_the_install_hint(capsys, monkeypatch, blobs_csv):
 def test_cupy_without_a_gpu_says_no_device_is_visible(capsys, monkeypatch, tmp_path, blobs_csv, command):
     argv = ["train", blobs_csv] if command == "train" else ["predict", str(tmp_path / "m.xpmlp"), blobs_csv]
     monkeypatch.setattr(_cli_checks, "_installed", lambda module: True)
-    monkeypatch.setattr(backends, "_probe", lambda name: (False, "CuPy is installed but sees no CUDA device", []))
+    monkeypatch.setattr(backends, "probe", lambda name: (False, "CuPy is installed but sees no CUDA device", []))
     code, out, err = run(capsys, *argv, "--backend", "cupy")
     assert code == 1 and out == ""
     assert_one_line_error(err, "CuPy is installed, but no GPU/CUDA device is visible here", "nvidia-smi",
@@ -760,7 +760,7 @@ def test_plot_without_matplotlib_fails_before_training(capsys, monkeypatch, blob
 def test_backend_auto_says_what_it_chose(capsys, blobs_csv):
     code, out, err = run(capsys, "train", blobs_csv, "--target", "kind", "--backend", "auto", "--epochs", "2")
     assert code == 0, err
-    usable, info, _ = backends._probe("cupy")
+    usable, info, _ = backends.probe("cupy")
     expected = "cupy is usable" if usable else f"cupy not usable ({info})"
     assert lines_of(out)["backend"].endswith(f"; --backend auto: {expected}")
     assert "note      the loss was still improving after 2 epochs; more --epochs (e.g. --epochs 4) may help" in out

@@ -153,7 +153,7 @@ def test_weighted_gradients_equal_torch_autograd(output, loss, rng):
     torch = pytest.importorskip("torch")
     import xpmlp.backends as B
 
-    if not B._probe("torch")[0]:
+    if not B.probe("torch")[0]:
         pytest.skip("torch not usable")
     net = xpmlp.MLP(SIZES, ["tanh", output], loss, backend="torch", device="cpu", dtype="float64", seed=5)
     x, y, w = _problem(rng, loss)

@@ -103,7 +103,7 @@ def cuda_backends() -> tuple[list[str], list[str]]:
 
     have, why = [], []
     if _installed("cupy"):
-        usable, info, _ = backends._probe("cupy")
+        usable, info, _ = backends.probe("cupy")
         (have.append("cupy") if usable else why.append(f"cupy: {info}"))
     else:
         why.append("cupy: not installed")
@@ -143,7 +143,7 @@ def check_backend(backend: str | None, device: str | None) -> None:
     if name == "auto":
         return
     if name == "cupy":
-        usable, info, _ = backends._probe("cupy")
+        usable, info, _ = backends.probe("cupy")
         if not usable:
             if not _installed("cupy"):
                 raise CommandError(f"--backend cupy: {info}; CuPy computes on an NVIDIA GPU: without one use "

@@ -332,7 +332,7 @@ def _backend_line(args, est) -> str:
     device = backends.device_name(est.net_.device)
     chosen = ""
     if args.backend == "auto":
-        usable, info, _ = backends._probe("cupy")
+        usable, info, _ = backends.probe("cupy")
         chosen = "; --backend auto: " + ("cupy is usable" if usable else f"cupy not usable ({info})")
     return f"{est.backend_} (device {device}), {est.net_.dtype_name}{chosen}"
 

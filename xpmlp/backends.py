@@ -30,6 +30,7 @@ __all__ = [
     "backend_name",
     "default_backend",
     "detach",
+    "probe",
     "get_namespace",
     "make_rng",
     "resolve_device",
@@ -360,7 +361,7 @@ def make_rng(seed, what: str = "seed") -> np.random.Generator:
                      f"numpy.random.RandomState; got {seed!r}")
 
 
-def _probe(name: str) -> tuple[bool, str, list[str]]:
+def probe(name: str) -> tuple[bool, str, list[str]]:
     """Whether a backend is usable here: (usable, why not or version, devices)."""
     try:
         xp = get_namespace(name)
@@ -408,7 +409,7 @@ def available_backends() -> dict[str, dict[str, Any]]:
     """
     report = {}
     for name in BACKENDS:
-        usable, info, devices = _probe(name)
+        usable, info, devices = probe(name)
         report[name] = {"usable": usable, "info": info, "devices": devices}
     return report
 

@@ -57,7 +57,7 @@ from typing import Any
 from . import backends
 from .step import pack_gradients, unpack_gradients
 
-__all__ = ["resolve_mode", "epoch_runner", "compile_step", "batch_slices", "MODES", "DataParallelEpoch",
+__all__ = ["resolve_mode", "epoch_runner", "compile_step", "compile_ahead", "batch_slices", "MODES", "DataParallelEpoch",
            "JaxSplitEpoch"]
 
 MODES = ("eager", "jax", "cuda-graph")
@@ -150,9 +150,8 @@ class JaxEpoch:
                tuple((tuple(a.shape), str(a.dtype)) for a in jax.tree_util.tree_leaves(args)))
         prog = self._programs.get(sig)
         if prog is None:
-            start = time.perf_counter()
-            prog = jax.jit(fn).lower(*args).compile()
-            self.compile_seconds += time.perf_counter() - start
+            prog, seconds = compile_ahead(fn, *args)
+            self.compile_seconds += seconds
             self._programs[sig] = prog
         return prog
 
@@ -331,6 +330,16 @@ def epoch_runner(step, mode: str):
         _CACHE.move_to_end(sig)
         runner.compile_seconds = 0.0
     return runner
+
+
+def compile_ahead(fn, *args):
+    """``(program, seconds)``: the JAX function ``fn`` compiled ahead of time for the shapes and
+    dtypes of ``args`` (``jax.jit(fn).lower(*args).compile()``), and how long that took."""
+    import jax
+
+    start = time.perf_counter()
+    program = jax.jit(fn).lower(*args).compile()
+    return program, time.perf_counter() - start
 
 
 def compile_step(step, *, donate: bool = True):

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -98,11 +97,9 @@ class _Objective:
                                     alpha / (X.shape[0] if weights is None else weight_sum))
         self.compile_seconds = 0.0
         if mode == "jax":
-            import jax
+            from .compile import compile_ahead
 
-            start = time.perf_counter()
-            self.fn = jax.jit(self.fn).lower(flatten(net.xp, self.like), *self.data).compile()
-            self.compile_seconds = time.perf_counter() - start
+            self.fn, self.compile_seconds = compile_ahead(self.fn, flatten(net.xp, self.like), *self.data)
         self.n_fun = 0
         self.finite = True  #: whether the last evaluation gave a finite cost and gradient
         self.first_cost = math.nan  #: the cost at the starting point

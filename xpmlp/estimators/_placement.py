@@ -262,7 +262,7 @@ def choose_backend(est, xp_in, dev_in):
         return xp_in, device
     name = est.backend
     if name == "auto":
-        usable, info, _ = backends._probe("cupy")
+        usable, info, _ = backends.probe("cupy")
         name = "cupy" if usable else "numpy"
         if est.verbose:
             why = "" if usable else f" (cupy not usable: {info})"
